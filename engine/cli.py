@@ -1,0 +1,44 @@
+"""`engine`: the headless CLI. Each subcommand lives in `engine.commands.<name>` and imports
+its heavy dependencies only when it runs, so `engine --help` and `engine advise` stay fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from advisor.errors import AdvisorError
+from engine.errors import UserError
+
+COMMANDS = ("advise", "run", "resume", "runs")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="engine", description="Plan, run and record SFT→DPO finetunes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMANDS:
+        importlib.import_module(f"engine.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, AdvisorError) as exc:
+        print(f"engine: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("engine: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
