@@ -1,0 +1,207 @@
+"""The run store: one SQLite file (stdlib sqlite3, WAL) that every engine process writes and
+the TUI reads. Short IMMEDIATE transactions and a busy timeout let several processes share it
+without `database is locked`; each call opens its own connection, so threads need no locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from engine import home
+from engine.errors import UserError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+STALE_HEARTBEAT_S = 600.0
+STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    model TEXT NOT NULL,
+    params_b REAL,
+    n_sft INTEGER NOT NULL,
+    n_pft INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    pid INTEGER,
+    host TEXT,
+    created_at REAL NOT NULL,
+    heartbeat_at REAL,
+    finished_at REAL,
+    score REAL,
+    metric TEXT,
+    results TEXT,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    stage TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+"""
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _row(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    for key in ("config", "results"):
+        record[key] = json.loads(record[key]) if record.get(key) else None
+    return record
+
+
+class RunStore:
+    """Runs (config, status, times, results) and their metrics, in `home/runs.sqlite`."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path is not None else home.store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open the run store {self.path}: {exc}") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short IMMEDIATE transaction: takes the write lock up front, so it never deadlocks."""
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise UserError(f"run store {self.path}: {exc}") from None
+
+    # --- writes -------------------------------------------------------------------------
+    def create_run(self, run_id: str, *, task: str, model: str, params_b: float | None, n_sft: int,
+                   n_pft: int, config: dict, run_dir: str, pid: int) -> None:
+        home.check_run_id(run_id)
+        now = time.time()
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise UserError(f"run {run_id} already exists")
+            db.execute(
+                "INSERT INTO runs (run_id, task, model, params_b, n_sft, n_pft, status, config, run_dir,"
+                " pid, host, created_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (run_id, task, model, params_b, n_sft, n_pft, json.dumps(config), run_dir, pid,
+                 socket.gethostname(), now, now),
+            )
+
+    def heartbeat(self, run_id: str, pid: int | None = None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE runs SET heartbeat_at = ?, pid = COALESCE(?, pid) WHERE run_id = ?",
+                       (time.time(), pid, run_id))
+
+    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._write() as db:
+            self._require(db, run_id)
+            db.execute("UPDATE runs SET status = ?, error = COALESCE(?, error), heartbeat_at = ? WHERE run_id = ?",
+                       (status, error, time.time(), run_id))
+
+    def add_metric(self, run_id: str, stage: str, name: str, value: float | None) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO metrics (run_id, stage, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                       (run_id, stage, name, value, time.time()))
+
+    def finish_run(self, run_id: str, *, status: str, score: float | None, metric: str | None,
+                   results: dict) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = time.time()
+        with self._write() as db:
+            self._require(db, run_id)
+            db.execute(
+                "UPDATE runs SET status = ?, score = ?, metric = ?, results = ?, finished_at = ?,"
+                " heartbeat_at = ? WHERE run_id = ?",
+                (status, score, metric, json.dumps(results), now, now, run_id),
+            )
+
+    def mark_dead_runs(self) -> list[str]:
+        """Mark as interrupted every 'running' run whose process is gone (same host) or silent too long."""
+        host, now = socket.gethostname(), time.time()
+        dead = []
+        with self._write() as db:
+            for row in db.execute("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
+                local_and_gone = row["host"] == host and not _pid_alive(row["pid"])
+                silent = (now - (row["heartbeat_at"] or 0)) > STALE_HEARTBEAT_S
+                if local_and_gone or silent:
+                    dead.append(row["run_id"])
+            db.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
+                           [(run_id,) for run_id in dead])
+        return dead
+
+    # --- reads --------------------------------------------------------------------------
+    @staticmethod
+    def _require(db: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UserError(f"no run with id {run_id!r} (see `engine runs list`)")
+        return row
+
+    def get_run(self, run_id: str) -> dict:
+        with self._connect() as db:
+            return _row(self._require(db, run_id))
+
+    def list_runs(self) -> list[dict]:
+        with self._connect() as db:
+            return [_row(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id")]
+
+    def metrics(self, run_id: str) -> list[dict]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(
+                "SELECT stage, name, value, time FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
+
+    def past_runs(self) -> list:
+        """Finished runs with a score, as the advisor's past runs (never unfinished or failed ones)."""
+        from advisor.records import Run
+
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM runs WHERE status = 'finished' AND score IS NOT NULL"
+                              " ORDER BY created_at").fetchall()
+        return [Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
+                    n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "", source=f"store:{r['run_id']}")
+                for r in rows]

@@ -1,0 +1,73 @@
+"""The three rooms keep their one-way doors: advisor ← engine ← tui (DESIGN.md).
+
+Static: walk every module's imports. Dynamic: import the light entry points in a fresh
+interpreter and check that no heavy library was loaded."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = {"torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets"}
+UI = {"textual", "textual_plotext", "plotext"}
+TUI_MAY_IMPORT_FROM_ENGINE = {"engine.events", "engine.store", "engine.home", "engine.errors", "engine.past_runs"}
+
+
+def _imports(path: Path, top_level_only: bool = False):
+    """(module name, line) for each import; top_level_only skips imports inside functions."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, node.lineno
+
+
+def _modules(package: str):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _root(name: str) -> str:
+    return name.split(".")[0]
+
+
+@pytest.mark.parametrize("path", _modules("advisor"), ids=lambda p: p.name)
+def test_advisor_imports_no_torch_textual_engine_or_tui(path):
+    bad = [(n, line) for n, line in _imports(path) if _root(n) in HEAVY | UI | {"engine", "tui"}]
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules("engine"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_engine_never_imports_ui_and_heavy_only_lazily(path):
+    assert [(n, l) for n, l in _imports(path) if _root(n) in UI | {"tui"}] == []
+    eager = [(n, l) for n, l in _imports(path, top_level_only=True) if _root(n) in HEAVY]
+    assert eager == [], f"{path.relative_to(ROOT)} imports heavy libraries at module level: {eager}"
+
+
+@pytest.mark.parametrize("path", _modules("tui"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_tui_imports_no_heavy_library_and_only_light_engine_modules(path):
+    assert [(n, l) for n, l in _imports(path) if _root(n) in HEAVY] == []
+    engine = [(n, l) for n, l in _imports(path) if _root(n) == "engine" and n not in TUI_MAY_IMPORT_FROM_ENGINE]
+    assert engine == [], f"{path.relative_to(ROOT)} reaches into the engine: {engine}"
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = code + "\nimport sys; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    return set(out.stdout.split())
+
+
+def test_import_advisor_loads_neither_torch_nor_textual():
+    assert _loaded_after("import advisor") & (HEAVY | UI) == set()
+
+
+def test_engine_cli_parser_loads_no_heavy_library():
+    assert _loaded_after("from engine.cli import build_parser; build_parser()") & (HEAVY | UI) == set()
+
+
+def test_import_tui_app_loads_no_torch():
+    assert _loaded_after("import tui.app") & HEAVY == set()

@@ -1,0 +1,102 @@
+"""The run store: records, statuses, the advisor's view, dead-run detection and concurrency."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from engine.errors import UserError
+from engine.store import RunStore
+
+
+def _create(store, run_id, **over):
+    fields = dict(task="gsm8k_math", model="tiny", params_b=0.0001, n_sft=32, n_pft=32,
+                  config={"seed": 1}, run_dir=f"/runs/{run_id}", pid=999_999)
+    fields.update(over)
+    store.create_run(run_id, **fields)
+
+
+def test_round_trip_and_past_runs_only_finished(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    for run_id, status in [("a", "finished"), ("b", "failed"), ("c", "stopped"), ("d", "running")]:
+        _create(store, run_id)
+        if status != "running":
+            store.finish_run(run_id, status=status, score=0.5, metric="exact_match", results={"dpo": 0.5})
+    store.add_metric("a", "sft", "exact_match", 0.25)
+    run = store.get_run("a")
+    assert run["status"] == "finished" and run["config"] == {"seed": 1} and run["results"] == {"dpo": 0.5}
+    assert store.metrics("a") == [{"stage": "sft", "name": "exact_match", "value": 0.25, "time": pytest.approx(
+        store.metrics("a")[0]["time"])}]
+    past = store.past_runs()
+    assert [(r.source, r.n_sft, r.n_pft, r.score) for r in past] == [("store:a", 32, 32, 0.5)]
+    assert {r["run_id"] for r in store.list_runs()} == {"a", "b", "c", "d"}
+
+
+def test_unknown_and_duplicate_runs_are_user_errors(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    _create(store, "a")
+    with pytest.raises(UserError, match="already exists"):
+        _create(store, "a")
+    with pytest.raises(UserError, match="no run with id 'zzz'"):
+        store.get_run("zzz")
+    with pytest.raises(UserError, match="invalid run id"):
+        _create(store, "../escape")
+    assert len(store.list_runs()) == 1
+
+
+def test_dead_process_is_marked_interrupted(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _create(store, "gone", pid=dead.pid)
+    _create(store, "alive", pid=subprocess.os.getpid())
+    assert store.mark_dead_runs() == ["gone"]
+    assert store.get_run("gone")["status"] == "interrupted"
+    assert store.get_run("alive")["status"] == "running"
+
+
+def test_unwritable_home_is_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot open the run store"):
+        RunStore(blocker / "runs.sqlite")
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from engine.store import RunStore
+    store = RunStore(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        run_id = f"{sys.argv[2]}-{i}"
+        store.create_run(run_id, task="t", model="m", params_b=1.0, n_sft=i, n_pft=i, config={}, run_dir="x", pid=1)
+        for step in range(4):
+            store.add_metric(run_id, "sft", "loss", float(step))
+            store.heartbeat(run_id)
+        store.finish_run(run_id, status="finished", score=i / 100, metric="m", results={})
+""")
+
+
+def test_two_writer_processes_and_a_polling_reader_lose_nothing(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    store = RunStore(path)
+    per_writer = 40
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(per_writer)],
+                                stderr=subprocess.PIPE, text=True) for name in ("w1", "w2")]
+    polls = 0
+    while any(w.poll() is None for w in writers):
+        runs = store.list_runs()
+        assert all(r["status"] in ("running", "finished") for r in runs)
+        assert all(r.score is not None for r in store.past_runs())
+        polls += 1
+    errors = [w.stderr.read() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    runs = store.list_runs()
+    ids = [r["run_id"] for r in runs]
+    assert len(ids) == len(set(ids)) == 2 * per_writer
+    assert all(r["status"] == "finished" for r in runs)
+    assert sum(len(store.metrics(i)) for i in ids) == 2 * per_writer * 4
+    assert len(store.past_runs()) == 2 * per_writer
+    assert polls > 0
+    assert json.loads(json.dumps(runs))  # rows are plain JSON-able data
