@@ -196,12 +196,20 @@ class RunStore:
                 "SELECT stage, name, value, time FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
 
     def past_runs(self) -> list:
-        """Finished runs with a score, as the advisor's past runs (never unfinished or failed ones)."""
+        """Finished runs scored as a fraction in [0, 1] (a loss is no score to maximise), as the
+        advisor's past runs; unfinished, stopped and failed runs never count."""
+        from advisor.errors import AdvisorError
         from advisor.records import Run
 
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs WHERE status = 'finished' AND score IS NOT NULL"
+            rows = db.execute("SELECT * FROM runs WHERE status = 'finished' AND score BETWEEN 0 AND 1"
                               " ORDER BY created_at").fetchall()
-        return [Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
-                    n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "", source=f"store:{r['run_id']}")
-                for r in rows]
+        runs = []
+        for r in rows:
+            try:
+                runs.append(Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
+                                n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "",
+                                source=f"store:{r['run_id']}"))
+            except AdvisorError as exc:
+                raise UserError(f"run store {self.path}, run {r['run_id']}: {exc}") from None
+        return runs

@@ -1,0 +1,188 @@
+"""Leave-one-panel-out check of the advisor on the shipped paper runs.
+
+For each (task, model) panel: fit on the other panels only, give the held-out panel's base-model
+score, and at each budget of its grid let each policy pick one of the grid's SFT shares. Regret =
+best observed score at that budget − observed score of the chosen share. Also: how often the held-
+out points fall inside their 80% intervals, and how long fit and recommend take.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/advisor_cv.py [--calibrate] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from advisor import Advisor, shipped_runs
+from advisor.recommend import rule_of_thumb
+
+NOTES = """## How the form was chosen
+
+The surface (advisor/curves.py) follows the paper's findings, not this table: gains logistic in
+log data up to a ceiling; a preference pair worth a fraction of an SFT example for learning the
+task (the cold start); a preference-only gain gated by SFT and acting on the gap SFT leaves (the
+interaction); all pooled as mean + task + model + panel. A format step for any finetuning was
+added because without it the fit overshot all seven base scores (by 0.04 on average), which
+skews every curve anchored on a user's base score; it did not lower regret here (0.0115-0.0124
+and 78-80% without it). Other variants scored with this script during development (task/model
+prior scale 0.5 instead of 1.0, per-panel slopes, a metric-level effect, a Gaussian-process
+residual on top) gave 0.0105-0.014 and 73-83%: one or two of the 41 choices, each decided by
+score gaps near the ±0.02 digitising error, so none was kept. The aim of <= 0.010 mean regret
+and >= 85% within 0.02 is not reached; the rule of thumb is beaten on both.
+
+`spread` (the interval width factor) is the one number set from this table: the 7-fold value is
+shipped, and the nested figure above is the honest coverage of that procedure."""
+RESULTS = Path(__file__).resolve().parent / "results" / "advisor.md"
+WITHIN = 0.02
+FIXED = {"SFT only": lambda budget: 1.0, "always 1:1": lambda budget: 0.5,
+         "rule of thumb": lambda budget: rule_of_thumb(budget, 1.0, 1.0)}
+
+
+def panels(runs):
+    grouped = defaultdict(list)
+    for run in runs:
+        grouped[(run.task, run.model)].append(run)
+    return grouped
+
+
+def leave_one_out(runs):
+    """(task, model, panel runs, base score, advisor fitted on every other panel) per panel."""
+    for (task, model), panel in sorted(panels(runs).items()):
+        advisor = Advisor().fit([r for r in runs if (r.task, r.model) != (task, model)])
+        base = next((r.score for r in panel if r.n_sft + r.n_pft == 0), None)
+        yield task, model, panel, base, advisor
+
+
+def regrets(folds):
+    """Regret of each policy at every (held-out panel, budget) of the grid."""
+    found = defaultdict(list)
+    for task, model, panel, base, advisor in folds:
+        by_budget = defaultdict(dict)
+        for run in panel:
+            if run.n_sft + run.n_pft:
+                by_budget[run.n_sft + run.n_pft][run.n_sft / (run.n_sft + run.n_pft)] = run.score
+        for budget, scores in sorted(by_budget.items()):
+            best = max(scores.values())
+            rec = advisor.recommend(task, model, budget, 1.0, 1.0, base_score=base, ratios=list(scores))
+            found["advisor"].append(best - scores[rec.sft_ratio])
+            for name, policy in FIXED.items():
+                if policy(budget) in scores:  # a share missing from the figure is not scored
+                    found[name].append(best - scores[policy(budget)])
+    return found
+
+
+def coverage(folds, spread: float) -> tuple[float, float, int]:
+    """Share of held-out points inside their 80% interval at this `spread`, mean width, count."""
+    inside, widths = [], []
+    for task, model, panel, base, advisor in folds:
+        advisor.spread = spread
+        points = [r for r in panel if r.n_sft + r.n_pft]
+        _, lo, hi = advisor.predict(task, model, [r.n_sft for r in points], [r.n_pft for r in points],
+                                    base_score=base)
+        scores = np.array([r.score for r in points])
+        inside.extend((lo <= scores) & (scores <= hi))
+        widths.extend(hi - lo)
+    return float(np.mean(inside)), float(np.mean(widths)), len(inside)
+
+
+def calibrate(folds, target: float = 0.8) -> float:
+    """The spread at which `target` of held-out points fall inside (bisection; coverage rises with it)."""
+    low, high = 0.05, 2.0
+    for _ in range(20):
+        middle = (low + high) / 2
+        low, high = (middle, high) if coverage(folds, middle)[0] < target else (low, middle)
+    return round((low + high) / 2, 2)
+
+
+def nested_coverage(runs) -> float:
+    """Coverage on each panel with the spread calibrated on the other panels only (honest)."""
+    inside = []
+    for task, model, panel, base, advisor in leave_one_out(runs):
+        rest = [r for r in runs if (r.task, r.model) != (task, model)]
+        share, _, count = coverage([(task, model, panel, base, advisor)], calibrate(list(leave_one_out(rest))))
+        inside.append((share, count))
+    return sum(s * c for s, c in inside) / sum(c for _, c in inside)
+
+
+def timings(runs, repeats: int = 7):
+    """Median seconds to fit on all runs, and to recommend (warm, and first call for a panel)."""
+    fits = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        advisor = Advisor().fit(runs)
+        fits.append(time.perf_counter() - start)
+    firsts, warm = [], []
+    for budget in (100, 1000, 5000, 20000):
+        for task, model in sorted(panels(runs)):
+            advisor = Advisor().fit(runs)  # a fresh fit has drawn no panel's posterior yet
+            start = time.perf_counter()
+            advisor.recommend(task, model, budget, 1.0, 2.0)
+            firsts.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            advisor.recommend(task, model, budget, 1.0, 2.0)
+            warm.append(time.perf_counter() - start)
+    return statistics.median(fits), statistics.median(firsts), max(firsts), statistics.median(warm)
+
+
+def cli_seconds(repeats: int = 3) -> float:
+    """Median wall time of a whole `engine advise --json` (new interpreter, imports, fit, answer)."""
+    command = [sys.executable, "-m", "engine.cli", "advise", "--task", "gsm8k_math", "--model", "Llama-3.1-8B (base)",
+               "--budget", "20000", "--sft-cost", "1", "--pft-cost", "1", "--json"]
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def report(runs, calibrated: bool) -> str:
+    folds = list(leave_one_out(runs))
+    found = regrets(folds)
+    shipped = Advisor().spread
+    share, width, n_points = coverage(folds, shipped)
+    fit_s, first_s, first_max_s, warm_s = timings(runs)
+    lines = ["| policy | mean regret | max regret | within 0.02 of best | choices |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name in ["advisor", *FIXED]:
+        values = np.array(found[name])
+        lines.append(f"| {name} | {values.mean():.4f} | {values.max():.3f} | "
+                     f"{np.mean(values <= WITHIN + 1e-9):.0%} | {len(values)} |")
+    lines += ["", f"80% intervals on held-out points (spread {shipped}): {share:.0%} inside "
+                  f"({n_points} points, mean width {width:.3f})."]
+    if calibrated:
+        lines += [f"Calibration: spread {calibrate(folds)} puts 80% inside over all 7 folds; calibrated on "
+                  f"the other 6 panels only, each panel's points fall inside {nested_coverage(runs):.0%} of the time."]
+    lines += ["", f"Fit on {len(runs)} runs: {fit_s * 1e3:.0f} ms (median of 7). Recommend: {warm_s * 1e3:.1f} ms "
+                  f"warm, {first_s * 1e3:.1f} ms on the first call for a panel (worst {first_max_s * 1e3:.1f} ms); "
+                  f"medians over 7 panels × 4 budgets. Whole `engine advise --json`: {cli_seconds():.2f} s "
+                  f"(median of 3, with the local store of this machine's home)."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calibrate", action="store_true", help="also measure the interval spread (about 10 s)")
+    parser.add_argument("--write", action="store_true", help=f"also write {RESULTS.relative_to(RESULTS.parents[2])}")
+    args = parser.parse_args(argv)
+    table = report(shipped_runs(), args.calibrate)
+    print(table)
+    if args.write:
+        flags = " --calibrate --write" if args.calibrate else " --write"
+        command = "OMP_NUM_THREADS=1 .venv/bin/python bench/advisor_cv.py" + flags
+        RESULTS.write_text(f"# Advisor: leave-one-panel-out on the shipped paper runs\n\n"
+                           f"Measured {date.today().isoformat()} with `{command}` "
+                           f"(2 shared CPU cores, Python {sys.version.split()[0]}).\n\n{table}\n\n{NOTES}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

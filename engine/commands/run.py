@@ -1,0 +1,75 @@
+"""`engine run`: train one SFT→DPO finetune and record it.
+
+Every setting of `engine.config.RunConfig` is a flag (`lora_r` → `--lora-r`) and a key of the
+`--config` TOML file; flags override the file. Size the run with `--n-sft/--n-pft`, or give
+`--budget/--sft-cost/--pft-cost` and the advisor picks the split. Exit codes: 0 finished,
+130 stopped by SIGINT/SIGTERM (checkpointed; `engine resume RUN_ID` continues), 2 a user
+error, 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.config import FIELDS, KIND, flag
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _float(text: str) -> float:
+    return float(text)
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """--json / --events-stdout, shared with `engine resume`."""
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON object at the end (run_id, status, results)")
+    out.add_argument("--events-stdout", action="store_true", help="also print every event as a JSON line on stdout")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="run a QLoRA SFT→DPO finetune and record it",
+                            description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
+    parser.add_argument("--run-id", help="name the run (letters, digits, '-' and '_'); default: time-based")
+    add_output_flags(parser)
+    settings = parser.add_argument_group("settings (also keys of the --config file)")
+    for name, spec in FIELDS.items():
+        kind = KIND[name]
+        default = spec.default if not isinstance(spec.default, tuple) else ",".join(spec.default)
+        shown = "" if spec.default in (None, "", False) else f" (default: {default})"
+        options = {"dest": name, "default": None, "help": spec.metadata["help"] + shown}
+        if kind is bool:
+            settings.add_argument(flag(name), action="store_const", const=True, **options)
+        else:
+            converter = {tuple: _list, float: _float}.get(kind, kind)
+            choices = spec.metadata.get("choices")
+            metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
+            settings.add_argument(flag(name), type=converter, choices=choices, metavar=metavar, **options)
+    parser.set_defaults(handler=run)
+
+
+def print_outcome(outcome, args: argparse.Namespace) -> int:
+    """The end of `run` and `resume`: one JSON object with --json, one error line on failure."""
+    import json
+    import sys
+
+    if args.json:
+        print(json.dumps(outcome.to_dict()))
+    if outcome.error:
+        hint = f" (traceback in {outcome.folder / 'engine.log'})" if outcome.exit_code == 1 else ""
+        print(f"engine: error: run {outcome.run_id} failed: {outcome.error}{hint}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine import config, train
+
+    overrides = {name: getattr(args, name) for name in FIELDS}
+    resolved = config.build(args.config, overrides)
+    outcome = train.start(resolved, run_id=args.run_id, events_stdout=args.events_stdout,
+                          human=not (args.json or args.events_stdout))
+    return print_outcome(outcome, args)
+

@@ -1,0 +1,162 @@
+"""Score a model on held-out examples with a task's metric (see `engine.metrics`).
+
+Generation metrics: batched greedy decoding of the chat-formatted prompt (left padding, prompt
+truncated from the left, at most `max_new_tokens`). Scoring metrics: one forward pass per batch
+(right padding) summing the log-probs of the answer tokens after the chat-formatted prompt, the
+same tokens DPO scores. preference_accuracy compares DPO's implicit reward (logπ − logπ_ref)
+when a reference model is given, else the plain log-probs; it also reports the held-out loss of
+the chosen answers in `extras`, from the same forward passes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from engine.errors import UserError
+from engine.metrics import Metric, Scored, get_metric, heldout_loss
+
+
+@dataclass
+class EvalResult:
+    metric: str
+    value: float
+    n: int
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, batch_size: int = 8,
+             max_new_tokens: int = 128, reference_model=None, max_length: int = 1024) -> EvalResult:
+    """`examples` are SFT-shaped ({prompt, completion}) or pairs ({prompt, chosen, rejected});
+    generation metrics and heldout_loss use the completion (or chosen) answer as reference."""
+    import torch
+
+    metric = get_metric(metric) if isinstance(metric, str) else metric
+    if not examples:
+        raise UserError(f"nothing to evaluate {metric.name} on: the evaluation set is empty")
+    extras = {}
+    with _eval_mode(model), _eval_mode(reference_model), torch.inference_mode():
+        prompts = [example["prompt"] for example in examples]
+        if metric.needs == "text":
+            generations = generate(model, tokenizer, prompts, batch_size=batch_size,
+                                   max_new_tokens=max_new_tokens, max_length=max_length)
+            items = list(zip(generations, [_text(_answer(example)) for example in examples]))
+        elif metric.needs == "pairs":
+            chosen = _score(model, tokenizer, prompts, [_pair(e)[0] for e in examples], reference_model,
+                            batch_size, max_length)
+            rejected = _score(model, tokenizer, prompts, [_pair(e)[1] for e in examples], reference_model,
+                              batch_size, max_length)
+            items = list(zip(chosen, rejected))
+            extras["heldout_loss"] = heldout_loss(chosen)
+        else:
+            items = _score(model, tokenizer, prompts, [_answer(e) for e in examples], reference_model,
+                           batch_size, max_length)
+    return EvalResult(metric=metric.name, value=float(metric.score(items)), n=len(examples), extras=extras)
+
+
+@contextmanager
+def _eval_mode(model):
+    """Dropout off while scoring; a model evaluated mid-training goes back to training after."""
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _answer(example: dict) -> list[dict]:
+    return example.get("completion") or example["chosen"]
+
+
+def _pair(example: dict) -> tuple[list[dict], list[dict]]:
+    if "chosen" not in example or "rejected" not in example:
+        raise UserError("preference_accuracy needs preference pairs (prompt, chosen, rejected) to evaluate on")
+    return example["chosen"], example["rejected"]
+
+
+def _text(messages: list[dict]) -> str:
+    return "\n".join(message["content"] for message in messages)
+
+
+def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8,
+             max_new_tokens: int = 128, max_length: int = 1024) -> list[str]:
+    """Greedy answers to chat prompts, decoded without special tokens."""
+    from transformers import GenerationConfig
+
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=_stop_tokens(model, tokenizer),
+    )
+    sides = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    answers = []
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                              truncation=True, max_length=max(1, max_length - max_new_tokens),
+                              add_special_tokens=False).to(model.device)
+            output = model.generate(**batch, generation_config=config)
+            new_tokens = output[:, batch["input_ids"].shape[1]:]
+            answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
+    return answers
+
+
+def _stop_tokens(model, tokenizer):
+    """The model's own end-of-turn ids (some chat models list several), else the tokenizer's eos."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    return tokenizer.eos_token_id if configured is None else configured
+
+
+def _score(model, tokenizer, prompts, answers, reference_model, batch_size, max_length) -> list[Scored]:
+    encoded = [encode_answer(tokenizer, p, a, max_length) for p, a in zip(prompts, answers)]
+    policy = answer_logps(model, tokenizer, encoded, batch_size)
+    if reference_model is None:
+        return [Scored(logp, n) for logp, n in policy]
+    reference = answer_logps(reference_model, tokenizer, encoded, batch_size)
+    return [Scored(logp, n, ref) for (logp, n), (ref, _) in zip(policy, reference)]
+
+
+def encode_answer(tokenizer, prompt: list[dict], answer: list[dict], max_length: int) -> tuple[list[int], int]:
+    """(token ids of prompt + answer, number of prompt tokens), rendered by the chat template;
+    over `max_length` the answer is cut at its end, then the prompt from its start."""
+    prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    full_text = tokenizer.apply_chat_template(prompt + answer, tokenize=False)
+    if not full_text.startswith(prompt_text):
+        raise UserError("the model's chat template does not render the prompt as the start of the conversation")
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+    answer_ids = answer_ids[: max(1, max_length - len(prompt_ids))]
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(answer_ids) - max_length):]
+    return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def answer_logps(model, tokenizer, encoded: list[tuple[list[int], int]], batch_size: int) -> list[tuple[float, int]]:
+    """(summed log-prob of the answer tokens, number of answer tokens) for each encoded sequence."""
+    import torch
+
+    results = []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start:start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        answer_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, (ids, n_prompt) in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            answer_mask[row, n_prompt: len(ids)] = True
+        input_ids, attention, answer_mask = (t.to(model.device) for t in (input_ids, attention, answer_mask))
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        targets = input_ids[:, 1:]
+        token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        mask = answer_mask[:, 1:]
+        sums = torch.where(mask, token_logps, 0.0).sum(-1)
+        results += [(float(s), int(n)) for s, n in zip(sums.tolist(), mask.sum(-1).tolist())]
+    return results

@@ -1,0 +1,111 @@
+"""What keeps a run's record honest while it lives: a heartbeat and orderly stopping.
+
+SIGINT (the TUI's stop key sends it to the run's process group) and SIGTERM ask the run to
+stop. Inside a training stage the request is honoured at the end of the current optimizer step,
+so the stage is checkpointed and can be resumed; anywhere else (loading, evaluating) it raises
+KeyboardInterrupt at once. A second signal always raises at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import IO, Iterator
+
+from engine.store import RunStore
+
+HEARTBEAT_EVERY_S = 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopSignal:
+    """Catches SIGINT/SIGTERM for the life of a run; `requested` tells training to wind down."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._deferred = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        already = self.requested
+        self.requested = True
+        if already or not self._deferred:
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """While inside, a first signal only sets `requested` (training checks it each step)."""
+        if self.requested:
+            raise KeyboardInterrupt
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+
+
+class Heartbeat:
+    """A daemon thread that touches the run's heartbeat every few seconds, whatever the main
+    thread is doing (loading a model or evaluating can take minutes without a training step)."""
+
+    def __init__(self, store: RunStore, run_id: str, every: float = HEARTBEAT_EVERY_S):
+        self.store = store
+        self.run_id = run_id
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # a busy store must never kill the run; the next beat retries
+                continue
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class PipeOut:
+    """stdout for `--events-stdout` that outlives its reader: the TUI may quit while the run goes
+    on, and a run must not die of a broken pipe. On the first failed write, stdout is pointed
+    at /dev/null (so the interpreter's final flush cannot fail either) and later events only go
+    to the events file."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self.detached = False
+
+    def write(self, text: str) -> None:
+        self._guard(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush)
+
+    def _guard(self, action, *args) -> None:
+        if self.detached:
+            return
+        try:
+            action(*args)
+        except (BrokenPipeError, ConnectionResetError):
+            self.detached = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)

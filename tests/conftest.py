@@ -1,0 +1,36 @@
+"""Shared fixtures: an isolated budgettui home per test, and the tiny model built once per session."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh, empty $BUDGETTUI_HOME for one test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("BUDGETTUI_HOME", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory):
+    """ModelSpec of the tiny Llama, built once into a session folder (its path is absolute)."""
+    from engine.models import resolve_model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUDGETTUI_HOME", str(tmp_path_factory.mktemp("tiny-home")))
+        return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_4bit(tiny_spec):
+    """(model, tokenizer): the tiny Llama in real bitsandbytes NF4 on CPU. Read-only: do not train it."""
+    import torch
+
+    from engine.models import load_model
+
+    torch.set_num_threads(1)
+    return load_model(tiny_spec, quant="auto", device="cpu")

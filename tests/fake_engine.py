@@ -1,0 +1,166 @@
+"""A stand-in for `engine run` in the TUI's tests: prints canned schema-v1 events.
+
+It takes the same arguments the app passes to `engine run` (`run --task … --model … --n-sft …
+--n-pft … --events-stdout --run-id ID`), writes its events with the real `EventWriter` to
+`<runs_dir>/<run id>/events.jsonl` and stdout, and records the run in the real `RunStore`, so the
+app under test sees exactly what it would see from the engine. `--scenario` picks the story:
+
+    ok      SFT then DPO, evals after each, run_finished "finished" (exit 0)
+    error   an `error` event mid-SFT, run_finished "failed" (exit 1)
+    die     a few events, then exit 3 with no run_finished (a crash)
+    flood   `--n-logs` SFT log events as fast as it can, then finishes
+    slow    one log event every `--delay` s until SIGINT, then run_finished "stopped"
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.events import SCHEMA_VERSION, EventWriter  # noqa: E402
+from engine.home import run_dir  # noqa: E402
+from engine.store import RunStore  # noqa: E402
+
+SFT_STEPS, DPO_STEPS = 24, 16
+METRIC = "gsm8k_accuracy"
+FAKE_PARAMS_B = 0.1  # what the engine would count in the model's weights
+
+
+def sft_log(step: int) -> dict:
+    return {"stage": "sft", "step": step, "loss": round(2.2 * math.exp(-step / 10) + 0.4, 4),
+            "learning_rate": 5e-5, "grad_norm": 1.1}
+
+
+def dpo_log(step: int) -> dict:
+    return {"stage": "dpo", "step": step, "loss": round(0.693 * math.exp(-step / 12), 4), "learning_rate": 5e-6,
+            "rewards/chosen": round(0.02 * step, 4), "rewards/rejected": round(-0.03 * step, 4),
+            "rewards/accuracies": round(min(1.0, 0.5 + step / 32), 4), "rewards/margins": round(0.05 * step, 4)}
+
+
+def canned_events(config: dict, scenario: str = "ok", n_logs: int = 2000) -> list[tuple[str, dict]]:
+    """The (type, fields) a run tells for `scenario`; `slow` is driven by `main` instead."""
+    events = [("run_started", {"config": config, "pid": 0}),
+              ("eval", {"stage": "base", "metric": METRIC, "value": 0.25, "n": 40})]
+    if scenario == "flood":
+        events += [("stage_started", {"stage": "sft", "total_steps": n_logs, "n_examples": config["n_sft"]})]
+        events += [("log", sft_log(step)) for step in range(1, n_logs + 1)]
+        events += [("stage_finished", {"stage": "sft", "step": n_logs, "adapter": "sft/adapter"}),
+                   ("run_finished", {"status": "finished", "results": {"score": 0.3, "metric": METRIC}})]
+        return events
+    events += [("stage_started", {"stage": "sft", "total_steps": SFT_STEPS, "n_examples": config["n_sft"]})]
+    if scenario == "die":
+        return events + [("log", sft_log(step)) for step in range(1, 4)]
+    if scenario == "error":
+        return events + [("log", sft_log(step)) for step in range(1, 6)] + [
+            ("error", {"message": "CUDA out of memory while training SFT step 6", "kind": "oom"}),
+            ("run_finished", {"status": "failed", "results": {}})]
+    events += [("log", sft_log(step)) for step in range(1, SFT_STEPS + 1)]
+    events += [("stage_finished", {"stage": "sft", "step": SFT_STEPS, "adapter": "sft/adapter"}),
+               ("eval", {"stage": "sft", "metric": METRIC, "value": 0.4, "n": 40}),
+               ("stage_started", {"stage": "dpo", "total_steps": DPO_STEPS, "n_examples": config["n_pft"]}),
+               ("warning", {"message": "3 preference pairs were longer than max_length and were cut"})]
+    events += [("log", dpo_log(step)) for step in range(1, DPO_STEPS + 1)]
+    events += [("stage_finished", {"stage": "dpo", "step": DPO_STEPS, "adapter": "dpo/adapter"}),
+               ("eval", {"stage": "dpo", "metric": METRIC, "value": 0.45, "n": 40}),
+               ("run_finished", {"status": "finished", "results": {"score": 0.45, "metric": METRIC}})]
+    return events
+
+
+def timed(run_id: str, canned: list[tuple[str, dict]], start: float = 1_800_000_000.0,
+          gap: float = 0.5) -> list[dict]:
+    """Whole events with fixed times `gap` apart (for events files that must render the same every time)."""
+    return [{"v": SCHEMA_VERSION, "type": kind, "run_id": run_id, "time": start + i * gap, **fields}
+            for i, (kind, fields) in enumerate(canned)]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fake_engine")
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--n-sft", type=int, required=True)
+    parser.add_argument("--n-pft", type=int, required=True)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--events-stdout", action="store_true")
+    parser.add_argument("--scenario", default="ok", choices=["ok", "error", "die", "flood", "slow"])
+    parser.add_argument("--n-logs", type=int, default=2000)
+    parser.add_argument("--delay", type=float, default=0.05)
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    folder = run_dir(args.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"task": args.task, "model": args.model, "n_sft": args.n_sft, "n_pft": args.n_pft}
+    store = RunStore()
+    store.create_run(args.run_id, task=args.task, model=args.model, params_b=FAKE_PARAMS_B, n_sft=args.n_sft,
+                     n_pft=args.n_pft, config=config, run_dir=str(folder), pid=os.getpid())
+    writer = EventWriter(folder / "events.jsonl", args.run_id, stdout=sys.stdout if args.events_stdout else None)
+    print(f"fake engine: {args.scenario} run {args.run_id}", file=sys.stderr, flush=True)
+    if args.scenario == "slow":
+        return slow(writer, store, args, config)
+    for kind, fields in canned_events(config, args.scenario, args.n_logs):
+        if kind == "run_started":
+            fields = {**fields, "pid": os.getpid()}
+        writer.emit(kind, **fields)
+    if args.scenario == "die":
+        print("fake engine: Segmentation fault (simulated)", file=sys.stderr, flush=True)
+        return 3
+    if args.scenario == "error":
+        store.set_status(args.run_id, "failed", error="CUDA out of memory")
+        return 1
+    score = 0.3 if args.scenario == "flood" else 0.45
+    store.finish_run(args.run_id, status="finished", score=score, metric=METRIC, results={"score": score})
+    return 0
+
+
+def slow(writer: EventWriter, store: RunStore, args: argparse.Namespace, config: dict) -> int:
+    """Logs until SIGINT, then stops the way the engine does: a final event and a 'stopped' status."""
+    stopping = []
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    writer.emit("run_started", config=config, pid=os.getpid())
+    writer.emit("stage_started", stage="sft", total_steps=100_000, n_examples=args.n_sft)
+    step = 0
+    while not stopping:
+        step += 1
+        writer.emit("log", **sft_log(step))
+        time.sleep(args.delay)
+    writer.emit("run_finished", status="stopped", results={"step": step})
+    store.finish_run(args.run_id, status="stopped", score=None, metric=None, results={"step": step})
+    return 130
+
+
+# --- for the tests that drive the app against this fake --------------------------------------
+ENGINE_CMD = [sys.executable, str(Path(__file__).resolve())]
+
+
+async def wait_until(pilot, predicate, timeout: float = 20.0, what: str = "condition") -> float:
+    """Let the app run until `predicate()` holds; the seconds it took (AssertionError on timeout)."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.05)
+    return time.monotonic() - started
+
+
+def screen_text(app) -> str:
+    """The text on the app's screen right now, as a person would read it (from its SVG screenshot)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg.split("</style>")[-1])).replace("\xa0", " ")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

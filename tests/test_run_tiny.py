@@ -1,0 +1,121 @@
+"""`engine run` end to end on the tiny Llama in real 4-bit: the acceptance run, its folder, store
+row and events; cold start on an unquantised base; and the errors that must not touch a run."""
+
+import json
+import time
+
+import pytest
+
+from runner import TINY, engine, events, folder, json_out, of_type, start
+
+RUN_ID = "acceptance"
+
+
+@pytest.fixture(scope="module")
+def accepted(tmp_path_factory):
+    """The issue's acceptance run, with `engine advise` asked before and after it."""
+    home = tmp_path_factory.mktemp("home")
+    advise = ["advise", "--task", "gsm8k_math", "--model", "tiny", "--params-b", "0.0001", "--budget", "100", "--sft-cost", "1",
+              "--pft-cost", "1", "--json"]
+    before = json_out(engine(home, *advise))["n_past_runs"]
+    began = time.monotonic()
+    result = engine(home, "run", *TINY, "--n-sft", "32", "--n-pft", "32", "--run-id", RUN_ID, "--json")
+    wall = time.monotonic() - began
+    after = json_out(engine(home, *advise))["n_past_runs"]
+    return {"home": home, "out": json_out(result), "wall": wall, "past": (before, after),
+            "events": events(home, RUN_ID)}
+
+
+def test_finishes_in_under_two_minutes_with_scores_for_every_stage(accepted):
+    out = accepted["out"]
+    assert accepted["wall"] < 120
+    assert out["run_id"] == RUN_ID and out["status"] == "finished"
+    results = out["results"]
+    assert set(results["scores"]) == {"base", "sft", "dpo"}
+    assert results["metric"] == "exact_match" and results["score"] == results["scores"]["dpo"]
+    assert (results["n_sft"], results["n_pft"]) == (32, 32)
+
+
+def test_events_tell_the_whole_run(accepted):
+    evs = accepted["events"]
+    assert evs[0]["type"] == "run_started" and evs[-1]["type"] == "run_finished"
+    assert evs[-1]["status"] == "finished" and evs[-1]["results"] == accepted["out"]["results"]
+    assert [e["stage"] for e in of_type(evs, "stage_started")] == ["sft", "dpo"]
+    assert [e["stage"] for e in of_type(evs, "eval")] == ["base", "sft", "dpo"]
+    sft_logs = [e for e in of_type(evs, "log", stage="sft") if "loss" in e]
+    dpo_logs = [e for e in of_type(evs, "log", stage="dpo") if "loss" in e]
+    # 32 examples, effective batch 16, 2 epochs: 4 optimizer steps per stage, one log each
+    assert [e["step"] for e in sft_logs] == [e["step"] for e in dpo_logs] == [1, 2, 3, 4]
+    assert all("learning_rate" in e for e in sft_logs + dpo_logs)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                "logps/chosen", "logps/rejected"):
+        assert all(key in e for e in dpo_logs), key
+
+
+def test_first_dpo_log_has_zero_margins(accepted):
+    first = [e for e in of_type(accepted["events"], "log", stage="dpo") if "loss" in e][0]
+    assert first["rewards/margins"] == first["rewards/chosen"] == first["rewards/rejected"] == 0.0
+    assert first["loss"] == pytest.approx(0.6931471805599453, abs=1e-6)  # -log σ(0)
+
+
+def test_quant_auto_trains_on_linear4bit_layers(accepted):
+    started = of_type(accepted["events"], "stage_started")
+    # tiny Llama: 2 layers × 7 projections, every one quantised to 4 bits in both stages
+    assert [e["linear4bit_layers"] for e in started] == [14, 14]
+
+
+def test_run_folder_holds_config_adapters_and_results(accepted):
+    run = folder(accepted["home"], RUN_ID)
+    config = json.loads((run / "config.json").read_text())
+    assert config["n_sft"] == 32 and config["lora_r"] == 32 and config["quant"] == "auto"
+    assert of_type(accepted["events"], "run_started")[0]["config"] == config
+    for stage in ("sft", "dpo"):
+        adapter = json.loads((run / stage / "adapter" / "adapter_config.json").read_text())
+        assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"]) == (32, 32, 0.0)
+        assert set(adapter["target_modules"]) == set(config["lora_targets"])
+        checkpoint = run / stage / "checkpoints" / "checkpoint-4"
+        assert (checkpoint / "complete.json").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert json.loads((run / "results.json").read_text()) == accepted["out"]["results"]
+    assert "gemm_4bit_forward" in (run / "engine.log").read_text()  # the library's noise lands here
+
+
+def test_store_lists_the_run_and_the_advisor_counts_it(accepted):
+    listed = json_out(engine(accepted["home"], "runs", "list", "--json"))
+    row = [r for r in listed if r["run_id"] == RUN_ID][0]
+    assert row["status"] == "finished" and row["score"] == accepted["out"]["results"]["score"]
+    assert (row["n_sft"], row["n_pft"], row["task"], row["model"]) == (32, 32, "gsm8k_math", "tiny")
+    before, after = accepted["past"]
+    assert after == before + 1
+
+
+def test_existing_run_id_is_refused_and_nothing_is_overwritten(accepted):
+    run = folder(accepted["home"], RUN_ID)
+    config, log = (run / "config.json").read_bytes(), (run / "events.jsonl").read_bytes()
+    result = engine(accepted["home"], "run", *TINY, "--n-sft", "1", "--n-pft", "1", "--run-id", RUN_ID)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"engine: error: run {RUN_ID} already exists ({run}); "
+                                                  "choose another --run-id"]
+    assert (run / "config.json").read_bytes() == config and (run / "events.jsonl").read_bytes() == log
+
+
+def test_resuming_a_finished_run_is_refused(accepted):
+    result = engine(accepted["home"], "resume", RUN_ID)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"engine: error: run {RUN_ID} already finished; nothing to resume"
+
+
+def test_cold_start_unquantised_and_a_reader_that_goes_away(tmp_path):
+    """n_sft = 0: DPO straight on the base (with a warning), --quant none, and --events-stdout
+    whose reader (a TUI) quits early: the run must still finish."""
+    proc = start(tmp_path, "run", *TINY, "--n-sft", "0", "--n-pft", "8", "--quant", "none", "--max-steps", "2",
+                 "--eval-size", "4", "--run-id", "cold", "--events-stdout", stdout=-1)
+    first = json.loads(proc.stdout.readline())
+    assert first["type"] == "run_started"
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    evs = events(tmp_path, "cold")
+    assert "cold start" in of_type(evs, "warning")[0]["message"]
+    assert [(e["stage"], e["linear4bit_layers"]) for e in of_type(evs, "stage_started")] == [("dpo", 0)]
+    assert [e["stage"] for e in of_type(evs, "eval")] == ["base", "dpo"]
+    assert evs[-1]["status"] == "finished" and set(evs[-1]["results"]["scores"]) == {"base", "dpo"}
+    assert not (folder(tmp_path, "cold") / "sft").exists()

@@ -1,0 +1,112 @@
+"""The advisor as the plan screen uses it: fitted once (and again after each run) on every past
+run, then asked for a recommendation and an iso-score grid, always from a worker thread.
+
+`Planner` swaps in a newly fitted advisor in one assignment, so a question asked while a refit is
+running gets a whole answer from the old fit rather than a mix of the two."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from advisor import Advisor, Recommendation
+from engine.past_runs import load_past_runs
+from tui.inputs import PlanInputs
+
+GRID_SHAPE = (160, 100)  # about one point per braille dot of a full-width plot
+GRID_REACH = 1.25  # the grid extends a quarter past the budget line, so the line sits inside it
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a fit saw: how many past runs, and the tasks and models they cover."""
+
+    n_runs: int
+    n_local: int
+    tasks: list[str]
+    models: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class IsoGrid:
+    """Predicted score on a grid: scores[i, j] at (n_sft[i], n_pft[j])."""
+
+    n_sft: np.ndarray
+    n_pft: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A recommendation for `inputs` and the numbers behind its plots."""
+
+    inputs: PlanInputs
+    recommendation: Recommendation
+    n_local: int
+
+    @property
+    def n_runs(self) -> int:
+        return self.recommendation.n_past_runs
+
+    @property
+    def split(self) -> tuple[int, int]:
+        return int(self.recommendation.n_sft), int(self.recommendation.n_pft)
+
+    @property
+    def prediction(self) -> tuple[float, float, float]:
+        lo, hi = self.recommendation.interval
+        return float(self.recommendation.predicted_score), float(lo), float(hi)
+
+
+class Planner:
+    """Holds the fitted advisor; every method may be called from any thread."""
+
+    def __init__(self, files: list | None = None):
+        self.files = files
+        self._advisor: Advisor | None = None
+        self._fitted: Fitted | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def fit(self) -> Fitted:
+        runs = load_past_runs(self.files)
+        advisor = Advisor().fit(runs)
+        fitted = Fitted(len(runs), sum(1 for r in runs if str(r.source).startswith("store:")),
+                        sorted({r.task for r in runs}), sorted({r.model for r in runs}))
+        with self._lock:
+            self._advisor, self._fitted = advisor, fitted
+        self._ready.set()
+        return fitted
+
+    def wait_fitted(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def _current(self) -> tuple[Advisor, Fitted]:
+        with self._lock:
+            if self._advisor is None:
+                raise RuntimeError("the advisor is not fitted yet")
+            return self._advisor, self._fitted
+
+    def advise(self, inputs: PlanInputs) -> Advice:
+        """The recommended split for `inputs` (AdvisorError, a ValueError, when it refuses them)."""
+        advisor, fitted = self._current()
+        recommendation = advisor.recommend(inputs.task, inputs.model, inputs.budget, inputs.sft_cost,
+                                           inputs.pft_cost, params_b=inputs.params_b, base_score=inputs.base_score,
+                                           compute_cost=inputs.compute_price or 0.0)
+        return Advice(inputs, recommendation, fitted.n_local)
+
+    def predict(self, task: str, model: str, n_sft: int, n_pft: int, params_b: float | None = None,
+                base_score: float | None = None) -> tuple[float, float, float]:
+        advisor, _ = self._current()
+        mean, lo, hi = advisor.predict(task, model, n_sft, n_pft, params_b=params_b, base_score=base_score)
+        return float(mean), float(lo), float(hi)
+
+    def iso_grid(self, inputs: PlanInputs) -> IsoGrid:
+        """Predicted score over (n_sft, n_pft) from nothing to a little past the budget line."""
+        advisor, _ = self._current()
+        sfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.sft_cost, GRID_SHAPE[0])
+        pfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.pft_cost, GRID_SHAPE[1])
+        return IsoGrid(sfts, pfts, advisor.score_grid(inputs.task, inputs.model, sfts, pfts,
+                                                       base_score=inputs.base_score))

@@ -1,0 +1,202 @@
+"""budgettui: plan a labeling budget between SFT and preference data, run that finetune, watch it.
+
+`BudgetApp` owns what outlives a screen: the fitted advisor (`Planner`), the runs being watched
+and the engine children it started. Screens only show and ask. `main()` is the console entry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from typing import Callable, Sequence
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+
+from assets import ASSETS_DIR
+from engine.errors import UserError
+from engine.home import check_run_id, new_run_id, run_dir
+from tui.advice import Planner
+from tui.child import EngineChild, stderr_capture
+from tui.inputs import FIELDS, PlanInputs, parse_value
+from tui.launch import Launch, build_launch
+from tui.messages import AdvisorFitted, ChildExited, FitFailed, RunEnded
+from tui.screens.plan import PlanScreen
+from tui.screens.run import RunScreen
+from tui.screens.runs import RunsScreen
+from tui.watch import RunWatch
+
+# Opens on a plan the shipped past runs know well, so a new user sees a real recommendation at once.
+DEFAULT_INPUTS = PlanInputs(task="gsm8k_math", model="Llama-3.1-8B (base)", budget=5000.0, sft_cost=1.0,
+                            pft_cost=0.5)
+
+
+class BudgetApp(App):
+    """The app: a plan screen at the root, run and past-run screens pushed over it."""
+
+    CSS_PATH = str(ASSETS_DIR / "app.tcss")
+    TITLE = "budgettui"
+    SUB_TITLE = "SFT vs preference data"
+    BINDINGS = [Binding("ctrl+o", "show_runs", "Past runs")]
+
+    def __init__(self, inputs: PlanInputs = DEFAULT_INPUTS, *, attach: str | None = None,
+                 engine_cmd: Sequence[str] | None = None, run_args: Sequence[str] = (),
+                 planner: Planner | None = None, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.initial_inputs = inputs
+        self.attach = attach
+        self.engine_cmd = list(engine_cmd) if engine_cmd else None
+        self.run_args = list(run_args)
+        self.planner = planner or Planner()
+        self.clock = clock
+        self.watches: dict[str, RunWatch] = {}
+        self._ended: set[str] = set()
+        self.plan_screen = PlanScreen(inputs)
+
+    def on_mount(self) -> None:
+        self.push_screen(self.plan_screen)
+        self.fit_advisor()
+        if self.attach:
+            self.open_run(self.attach)
+
+    # --- the advisor ----------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="fit")
+    def fit_advisor(self) -> None:
+        """(Re)fit on the shipped runs plus every finished local run, off the UI thread."""
+        try:
+            fitted = self.planner.fit()
+        except (UserError, ValueError) as exc:
+            self.plan_screen.post_message(FitFailed(str(exc)))
+            return
+        self.plan_screen.post_message(AdvisorFitted(fitted.n_runs, fitted.tasks, fitted.models))
+
+    # --- runs -----------------------------------------------------------------------------
+    def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float]) -> Launch:
+        return build_launch(inputs, n_sft, n_pft, prediction, new_run_id(), self.engine_cmd, self.run_args)
+
+    def start_run(self, launch: Launch) -> None:
+        """Start the engine child for `launch` and show its run screen."""
+        child = EngineChild(launch.argv, stderr_capture(launch.run_id))
+        watch = RunWatch(launch.run_id, run_dir(launch.run_id), child)
+        watch.prediction = launch.prediction
+        self.watches[launch.run_id] = watch
+        self.read_child(watch)
+        self.push_screen(RunScreen(watch, self.clock))
+
+    @work(thread=True, group="children")
+    def read_child(self, watch: RunWatch) -> None:
+        returncode = watch.child.read_stdout()
+        if returncode is not None:
+            self.post_message(ChildExited(watch.run_id, returncode))
+
+    def open_run(self, run_id: str) -> None:
+        """Show a run: the live one if this app started it, else follow its events file."""
+        watch = self.watches.get(run_id)
+        if watch is None:
+            watch = self.watches[run_id] = RunWatch(run_id, run_dir(run_id))
+            self.predict_for(watch)
+        self.push_screen(RunScreen(watch, self.clock))
+
+    @work(thread=True, group="predict")
+    def predict_for(self, watch: RunWatch) -> None:
+        """The advisor's prediction for a re-opened run's split, once its config is known."""
+        deadline = time.monotonic() + 30
+        while not watch.state.config and time.monotonic() < deadline:
+            time.sleep(0.2)
+        config, split = watch.state.config, watch.state.split
+        if split is None or not self.planner.wait_fitted(timeout=30):
+            return
+        try:
+            watch.prediction = self.planner.predict(str(config.get("task")), str(config.get("model")), *split,
+                                                    params_b=config.get("params_b"))
+        except ValueError:
+            return
+
+    @on(ChildExited)
+    def _child_exited(self, message: ChildExited) -> None:
+        watch = self.watches[message.run_id]
+        watch.child_exited(message.returncode)
+        self.post_message(RunEnded(message.run_id, watch.state.status))
+
+    @on(RunEnded)
+    def _run_ended(self, message: RunEnded) -> None:
+        if message.run_id in self._ended:
+            return
+        self._ended.add(message.run_id)
+        title = {"finished": "Run finished", "stopped": "Run stopped"}.get(message.status, "Run failed")
+        self.notify(f"{message.run_id}: {message.status}", title=title,
+                    severity="information" if message.status == "finished" else "warning")
+        self.fit_advisor()
+
+    def action_show_runs(self) -> None:
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen())
+
+    def on_unmount(self) -> None:
+        """Quitting leaves every run going: stop reading, never signal."""
+        for watch in self.watches.values():
+            if watch.child is not None:
+                watch.child.detach()
+
+
+# --- the command line -------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr and exit 2, never a usage dump or a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag_type(name: str) -> Callable[[str], object]:
+    def convert(text: str) -> object:
+        try:
+            return parse_value(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    convert.__name__ = name.replace("_", "-")
+    return convert
+
+
+FLAG_ALIASES = {"compute_price": ["--compute-cost"]}  # the name `engine advise` uses
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="budgettui", description=__doc__.split("\n\n")[0])
+    for spec in FIELDS:
+        flags = ["--" + spec.name.replace("_", "-"), *FLAG_ALIASES.get(spec.name, [])]
+        parser.add_argument(*flags, dest=spec.name, type=_flag_type(spec.name),
+                            metavar=spec.name.upper(), help=f"{spec.label.lower()} ({spec.placeholder})")
+    parser.add_argument("--attach", metavar="RUN_ID", help="open on a run and follow its events file")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[PlanInputs, str | None]:
+    """The plan to open on (defaults, overridden by the flags given) and a run to attach to."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {spec.name: getattr(args, spec.name) for spec in FIELDS if getattr(args, spec.name) is not None}
+    inputs = replace(DEFAULT_INPUTS, **given)
+    if inputs.compute_price is not None and inputs.compute_price >= inputs.budget:
+        parser.error(f"--compute-price {inputs.compute_price:g} leaves nothing of --budget {inputs.budget:g}")
+    if args.attach is not None:
+        try:
+            folder = run_dir(check_run_id(args.attach))
+        except UserError as exc:
+            parser.error(str(exc))
+        if not (folder / "events.jsonl").is_file():
+            parser.error(f"no events file for run {args.attach!r} in {folder}")
+    return inputs, args.attach
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    inputs, attach = parse_args(argv)
+    app = BudgetApp(inputs, attach=attach)
+    app.run()
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

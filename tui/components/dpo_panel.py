@@ -1,0 +1,49 @@
+"""DPO's own signals: how often the chosen answer out-scores the rejected one, and by how much."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from tui.components.plotting import thin
+from tui.runstate import StageProgress
+
+ACCURACY, MARGIN = "rewards/accuracies", "rewards/margins"
+
+
+class DpoPanel(PlotextPlot):
+    """Reward accuracy (left axis, 0–1) and reward margin (right axis) against DPO step."""
+
+    BORDER_TITLE = "DPO rewards"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._drawn: tuple | None = None
+
+    def on_mount(self) -> None:
+        self.show(None)
+
+    def show(self, progress: StageProgress | None) -> None:
+        rewards = progress.rewards if progress is not None else {}
+        key = tuple(len(rewards.get(k, ())) for k in (ACCURACY, MARGIN))
+        if key == self._drawn:
+            return
+        self._drawn = key
+        plt = self.plt
+        plt.clear_figure()
+        plt.xlabel("step")
+        if not rewards.get(ACCURACY) and not rewards.get(MARGIN):
+            plt.title("no DPO steps yet")
+            self.refresh()
+            return
+        title = []
+        if rewards.get(ACCURACY):
+            steps, values = thin(rewards[ACCURACY], self.size.width * 2)
+            plt.plot(steps, values, marker="braille", color="green", label="accuracy")
+            plt.ylim(0, 1, yside="left")
+            title.append(f"acc {values[-1]:.2f}")
+        if rewards.get(MARGIN):
+            steps, values = thin(rewards[MARGIN], self.size.width * 2)
+            plt.plot(steps, values, marker="braille", color="yellow", label="margin", yside="right")
+            title.append(f"margin {values[-1]:+.3f}")
+        plt.title("  ".join(title))
+        self.refresh()

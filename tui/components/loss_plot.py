@@ -1,0 +1,40 @@
+"""A live loss curve for one training stage (SFT or DPO), redrawn only when it has new points."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from tui.components.plotting import thin
+from tui.runstate import StageProgress
+
+STAGE_TITLES = {"sft": "SFT loss", "dpo": "DPO loss"}
+
+
+class LossPlot(PlotextPlot):
+    """Loss against optimizer step, the x axis spanning the stage's planned steps."""
+
+    def __init__(self, stage: str, **kwargs):
+        super().__init__(**kwargs)
+        self.stage = stage
+        self.border_title = STAGE_TITLES[stage]
+        self._drawn: tuple | None = ()
+
+    def on_mount(self) -> None:
+        self.show(None)
+
+    def show(self, progress: StageProgress | None) -> None:
+        key = None if progress is None else (len(progress.loss), progress.total_steps)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        plt = self.plt
+        plt.clear_figure()
+        plt.xlabel("step")
+        if progress is None or not progress.loss:
+            plt.title("waiting for the first step")
+        else:
+            steps, losses = thin(progress.loss, self.size.width * 2)
+            plt.plot(steps, losses, marker="braille", color="cyan" if self.stage == "sft" else "magenta")
+            plt.title(f"last {progress.loss[-1][1]:.4f} at step {progress.loss[-1][0]}")
+            plt.xlim(0, max(progress.total_steps, progress.loss[-1][0]))
+        self.refresh()

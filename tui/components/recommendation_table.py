@@ -1,0 +1,71 @@
+"""The recommendation in words and numbers: the split to buy, its predicted score and interval,
+and the same for SFT-only and the paper's rule of thumb at the same money, with the advisor's
+warnings and how many past runs it stands on."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.advice import Advice
+
+BASELINE_NAMES = {"sft_only": "SFT only", "rule_of_thumb": "rule of thumb"}
+
+
+def _score(point) -> tuple[float, float, float]:
+    lo, hi = point.interval
+    return float(point.predicted_score), float(lo), float(hi)
+
+
+def _delta(value: float) -> Text:
+    if abs(value) < 0.0005:
+        return Text("same", style="dim")
+    return Text(f"{value:+.3f}", style="red" if value < 0 else "green")
+
+
+def comparison(advice: Advice) -> Table:
+    """Recommended, SFT-only and rule-of-thumb splits of the same money, side by side."""
+    rec = advice.recommendation
+    table = Table(box=None, expand=True, pad_edge=False, header_style="dim")
+    table.add_column("split", no_wrap=True, min_width=13)
+    for name in ("SFT ex.", "pairs", "SFT %", "score", "80% interval", "vs rec."):
+        table.add_column(name, justify="right", no_wrap=True)
+    rows = [("recommended", rec)] + [(BASELINE_NAMES.get(k, k), p) for k, p in rec.baselines.items()]
+    for label, point in rows:
+        mean, lo, hi = _score(point)
+        style = "bold" if point is rec else ""
+        table.add_row(Text(label, style="bold cyan" if point is rec else ""),
+                      Text(f"{int(point.n_sft):,}", style=style), Text(f"{int(point.n_pft):,}", style=style),
+                      f"{100 * point.sft_ratio:.0f}%", Text(f"{mean:.3f}", style=style),
+                      Text(f"{lo:.3f}–{hi:.3f}", style="dim"),
+                      Text("") if point is rec else _delta(mean - _score(rec)[0]))
+    return table
+
+
+class RecommendationView(Static):
+    """Shows one `Advice`, or why there is none (invalid inputs, the advisor's refusal)."""
+
+    BORDER_TITLE = "Recommendation"
+
+    def show(self, advice: Advice) -> None:
+        rec = advice.recommendation
+        mean, lo, hi = advice.prediction
+        n_sft, n_pft = advice.split
+        headline = Text.assemble(
+            ("Buy ", ""), (f"{n_sft:,}", "bold cyan"), (" SFT examples + ", ""), (f"{n_pft:,}", "bold cyan"),
+            (" preference pairs  →  ", ""), (f"{mean:.3f}", "bold"), (f" ({lo:.3f}–{hi:.3f})", "dim"),
+        )
+        spend = n_sft * advice.inputs.sft_cost + n_pft * advice.inputs.pft_cost
+        detail = Text(f"spends {spend:,.2f} of {rec.label_budget:,.2f} on labels · "
+                      f"{100 * rec.sft_ratio:.0f}% of the examples are SFT", style="dim")
+        parts = [headline, detail, Text(""), comparison(advice)]
+        for warning in rec.warnings:
+            parts.append(Text(f"⚠ {warning}", style="yellow"))
+        self.update(Group(*parts))
+        local = f", {advice.n_local} yours" if advice.n_local else ""
+        self.border_subtitle = f"fitted on {advice.n_runs} past runs{local}"
+
+    def show_problem(self, reason: str) -> None:
+        self.update(Text(reason, style="bold red" if reason else ""))

@@ -1,0 +1,126 @@
+"""The plan's inputs and their validation, shared by the command-line flags and the form.
+
+One parser per field turns text into a value or raises `ValueError` whose message is the reason
+shown beside the field (and on stderr for a bad flag), so the two paths can never disagree."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the user plans: the money, the two label prices and where it will be spent."""
+
+    task: str
+    model: str
+    budget: float
+    sft_cost: float
+    pft_cost: float
+    params_b: float | None = None
+    base_score: float | None = None
+    compute_price: float | None = None
+
+    @property
+    def label_budget(self) -> float:
+        """The money left for labels once compute is paid for."""
+        return self.budget - (self.compute_price or 0.0)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text.strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def parse_name(text: str) -> str:
+    name = text.strip()
+    if not name:
+        raise ValueError("required")
+    return name
+
+
+def parse_positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def parse_non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise ValueError("cannot be negative")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise ValueError("must lie between 0 and 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input: its flag/attribute name, its label, its parser and whether it may be left empty."""
+
+    name: str
+    label: str
+    parse: Callable[[str], object]
+    required: bool = True
+    placeholder: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("task", "Task", parse_name, placeholder="e.g. gsm8k_math"),
+    Field("model", "Model", parse_name, placeholder="e.g. Llama-3.1-8B (base)"),
+    Field("budget", "Total budget", parse_positive, placeholder="money, e.g. 5000"),
+    Field("sft_cost", "Cost per SFT example", parse_positive, placeholder="e.g. 1.0"),
+    Field("pft_cost", "Cost per preference pair", parse_positive, placeholder="e.g. 0.5"),
+    Field("compute_price", "Compute spend (optional)", parse_non_negative, False, "money taken off the budget"),
+    Field("params_b", "Model size, B params (optional)", parse_positive, False, "from past runs if known"),
+    Field("base_score", "Base model score (optional)", parse_fraction, False, "0–1, if measured"),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+
+
+def parse_value(name: str, text: str):
+    """The value of one field from its text; None for an empty optional field; ValueError says why not."""
+    spec = FIELD_BY_NAME[name]
+    if not text.strip() and not spec.required:
+        return None
+    return spec.parse(text)
+
+
+def validate(texts: dict[str, str]) -> tuple[PlanInputs | None, dict[str, str]]:
+    """Parse every field; the inputs when all are valid, and the reason for each field that is not."""
+    values, errors = {}, {}
+    for spec in FIELDS:
+        try:
+            values[spec.name] = parse_value(spec.name, texts.get(spec.name, ""))
+        except ValueError as exc:
+            errors[spec.name] = str(exc)
+    if "budget" not in errors and values.get("compute_price") and values["compute_price"] >= values["budget"]:
+        errors["compute_price"] = "leaves nothing of the budget for labels"
+    if errors:
+        return None, errors
+    return PlanInputs(**values), {}
+
+
+def as_texts(inputs: PlanInputs) -> dict[str, str]:
+    """The form's text for each field (the inverse of `validate`)."""
+    def text(value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return str(value)
+
+    return {spec.name: text(getattr(inputs, spec.name)) for spec in FIELDS}

@@ -1,0 +1,48 @@
+"""What a launch runs: the engine command line for a planned split, built as a list (no shell).
+
+The engine is `python -m engine.cli` from this interpreter unless `$BUDGETTUI_ENGINE` (a command
+prefix, split like a shell would) or the app's `engine_cmd` says otherwise; tests point it at
+`tests/fake_engine.py`, and `run_args` adds settings such as `--max-steps` for a smoke run."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+from tui.inputs import PlanInputs
+
+ENGINE_ENV = "BUDGETTUI_ENGINE"
+
+
+def engine_prefix() -> list[str]:
+    override = os.environ.get(ENGINE_ENV, "").strip()
+    return shlex.split(override) if override else [sys.executable, "-m", "engine.cli"]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One run about to start: its id, its exact argv and what it buys."""
+
+    run_id: str
+    argv: list[str]
+    inputs: PlanInputs
+    n_sft: int
+    n_pft: int
+    prediction: tuple[float, float, float]
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+    @property
+    def spend(self) -> float:
+        return self.n_sft * self.inputs.sft_cost + self.n_pft * self.inputs.pft_cost
+
+
+def build_launch(inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float], run_id: str,
+                 prefix: list[str] | None = None, run_args: list[str] | tuple[str, ...] = ()) -> Launch:
+    argv = [*(prefix or engine_prefix()), "run", "--task", inputs.task, "--model", inputs.model,
+            "--n-sft", str(n_sft), "--n-pft", str(n_pft), "--events-stdout", "--run-id", run_id, *run_args]
+    return Launch(run_id, argv, inputs, n_sft, n_pft, prediction)

@@ -1,0 +1,76 @@
+"""Messages the app's parts send each other; dataclasses so each says plainly what it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+from tui.inputs import PlanInputs
+
+if TYPE_CHECKING:  # the run screen needs these messages without loading the advisor
+    from tui.advice import Advice, IsoGrid
+
+
+@dataclass
+class InputsChanged(Message):
+    """The form's contents after an edit: the inputs when all fields are valid, else the reasons."""
+
+    inputs: PlanInputs | None
+    errors: dict[str, str]
+
+
+@dataclass
+class AdvisorFitted(Message):
+    """The advisor has (re)fitted; `n_runs` past runs went into it."""
+
+    n_runs: int
+    tasks: list[str]
+    models: list[str]
+
+
+@dataclass
+class FitFailed(Message):
+    """The advisor could not be fitted (a bad past run, an unreadable store); `reason` says why."""
+
+    reason: str
+
+
+@dataclass
+class AdviceReady(Message):
+    """A recommendation for `advice.inputs`, computed off the UI thread."""
+
+    advice: Advice
+
+
+@dataclass
+class AdviceFailed(Message):
+    """The advisor refused these inputs; `reason` is its one-line message."""
+
+    inputs: PlanInputs
+    reason: str
+
+
+@dataclass
+class GridReady(Message):
+    """The iso-score grid for `inputs`, computed after the advice (it costs many predictions)."""
+
+    inputs: PlanInputs
+    grid: IsoGrid
+
+
+@dataclass
+class ChildExited(Message):
+    """The engine child of run `run_id` closed its stdout and exited with `returncode`."""
+
+    run_id: str
+    returncode: int
+
+
+@dataclass
+class RunEnded(Message):
+    """A watched run reached a final status; the app refits so the new run counts."""
+
+    run_id: str
+    status: str

@@ -1,0 +1,149 @@
+"""What a run looks like so far, folded from its events (schema v1, `engine.events`).
+
+One fold serves the live run (events from the child's stdout), a re-attached run and a past run
+(events from its file), so every view of a run is drawn from the same state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REWARD_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+
+
+@dataclass
+class StageProgress:
+    """One training stage: its size, where it is and the curves it has drawn."""
+
+    total_steps: int = 0
+    n_examples: int = 0
+    step: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    loss: list[tuple[int, float]] = field(default_factory=list)
+    rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class RunState:
+    """Everything the run screen shows, updated one event at a time by `apply`."""
+
+    run_id: str = ""
+    config: dict = field(default_factory=dict)
+    pid: int | None = None
+    stage: str | None = None
+    stages: dict[str, StageProgress] = field(default_factory=dict)
+    evals: dict[str, tuple[str, float, int]] = field(default_factory=dict)
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    status: str = "waiting"
+    results: dict = field(default_factory=dict)
+    started_at: float | None = None
+    ended_at: float | None = None
+    last_time: float | None = None
+    n_events: int = 0
+    n_logs: int = 0
+
+    def apply(self, event: dict) -> None:
+        kind, now = event.get("type"), event.get("time")
+        self.n_events += 1
+        if isinstance(now, (int, float)):
+            self.last_time = now
+            if self.started_at is None:
+                self.started_at = now
+        self.run_id = self.run_id or str(event.get("run_id", ""))
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def apply_all(self, events: list[dict]) -> "RunState":
+        for event in events:
+            self.apply(event)
+        return self
+
+    # --- one method per event type --------------------------------------------------------
+    def _progress(self, event: dict) -> StageProgress:
+        return self.stages.setdefault(str(event.get("stage")), StageProgress())
+
+    def _on_run_started(self, event: dict) -> None:
+        self.config = event.get("config") or {}
+        self.pid = event.get("pid")
+        self.status = "running"
+
+    def _on_stage_started(self, event: dict) -> None:
+        progress = self._progress(event)
+        progress.total_steps = int(event.get("total_steps") or 0)
+        progress.n_examples = int(event.get("n_examples") or 0)
+        progress.started_at = event.get("time")
+        self.stage = event.get("stage")
+        self.status = "running"
+
+    def _on_resumed(self, event: dict) -> None:
+        self._progress(event).step = int(event.get("step") or 0)
+        self.stage = event.get("stage")
+        self.status = "running"
+
+    def _on_log(self, event: dict) -> None:
+        progress = self._progress(event)
+        step = int(event.get("step") or 0)
+        progress.step = max(progress.step, step)
+        self.n_logs += 1
+        loss = event.get("loss")
+        if isinstance(loss, (int, float)):
+            progress.loss.append((step, float(loss)))
+        for key in REWARD_KEYS:
+            value = event.get(key)
+            if isinstance(value, (int, float)):
+                progress.rewards.setdefault(key, []).append((step, float(value)))
+
+    def _on_eval(self, event: dict) -> None:
+        self.evals[str(event.get("stage"))] = (str(event.get("metric")), float(event["value"]), int(event.get("n") or 0))
+
+    def _on_stage_finished(self, event: dict) -> None:
+        progress = self._progress(event)
+        progress.step = max(progress.step, int(event.get("step") or 0))
+        progress.finished_at = event.get("time")
+
+    def _on_warning(self, event: dict) -> None:
+        self.messages.append(("warning", str(event.get("message", ""))))
+
+    def _on_error(self, event: dict) -> None:
+        self.messages.append(("error", f"{event.get('kind', 'error')}: {event.get('message', '')}"))
+
+    def _on_run_finished(self, event: dict) -> None:
+        self.status = str(event.get("status") or "finished")
+        self.results = event.get("results") or {}
+        self.ended_at = event.get("time")
+
+    # --- what the screen asks -------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.ended_at is not None or self.status in ("failed", "stopped", "finished", "interrupted")
+
+    def fail(self, reason: str, when: float | None = None) -> None:
+        """The run ended without saying so (the child died): record why."""
+        self.messages.append(("error", reason))
+        self.status = "failed"
+        self.ended_at = when if when is not None else self.last_time
+
+    def elapsed(self, now: float) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.ended_at if self.ended_at is not None else now
+        return max(0.0, end - self.started_at)
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left in the current stage, from its pace so far; None until it has a pace."""
+        progress = self.stages.get(self.stage or "")
+        if self.finished or progress is None or not progress.total_steps or progress.started_at is None:
+            return None
+        if progress.step <= 0:
+            return None
+        rate = (now - progress.started_at) / progress.step
+        return max(0.0, rate * (progress.total_steps - progress.step))
+
+    @property
+    def split(self) -> tuple[int, int] | None:
+        """(n_sft, n_pft) from the run's config, when it says."""
+        try:
+            return int(self.config["n_sft"]), int(self.config["n_pft"])
+        except (KeyError, TypeError, ValueError):
+            return None

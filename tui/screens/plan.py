@@ -1,0 +1,167 @@
+"""The plan screen: the inputs on the left; the recommendation and its plot on the right,
+recomputed off the UI thread a moment after the typing stops."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Footer, Header
+
+from tui.advice import Advice, IsoGrid
+from tui.components.budget_plot import BudgetLinePlot
+from tui.components.inputs_form import InputsForm
+from tui.components.iso_plot import IsoScorePlot
+from tui.components.recommendation_table import RecommendationView
+from tui.inputs import PlanInputs
+from tui.messages import AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged
+from tui.screens.confirm import ConfirmLaunch
+
+DEBOUNCE_S = 0.3
+READY_FILE_ENV = "BUDGETTUI_READY_FILE"  # bench: write the time of the first recommendation frame, then exit
+
+
+class PlanScreen(Screen):
+    """Owns the current inputs and the advice computed for them; launches from valid advice only."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "launch", "Launch run"),
+        Binding("ctrl+g", "toggle_plot", "Budget line / iso-score"),
+    ]
+
+    def __init__(self, inputs: PlanInputs):
+        super().__init__()
+        self.initial = inputs
+        self.inputs: PlanInputs | None = inputs
+        self.advice: Advice | None = None
+        self.refusal = ""
+        self.grid: tuple[PlanInputs, IsoGrid] | None = None
+        self.fitted = False
+        self._debounce: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="plan"):
+            yield InputsForm(self.initial, id="form")
+            with Vertical(id="advice-pane"):
+                yield RecommendationView("fitting the advisor on past runs…", id="recommendation")
+                with ContentSwitcher(id="plots", initial="budget-plot"):
+                    yield BudgetLinePlot(id="budget-plot")
+                    yield IsoScorePlot(id="iso-plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "plan"
+
+    @property
+    def showing_iso(self) -> bool:
+        return self.query_one(ContentSwitcher).current == "iso-plot"
+
+    # --- inputs → advice --------------------------------------------------------------------
+    @on(InputsChanged)
+    def _inputs_changed(self, message: InputsChanged) -> None:
+        if message.inputs == self.inputs and self.advice is not None:
+            return
+        self.inputs = message.inputs
+        if self._debounce is not None:
+            self._debounce.stop()
+        if message.inputs is None:
+            self.query_one(RecommendationView).show_problem("Fix the fields marked in red to see a recommendation.")
+            return
+        self._debounce = self.set_timer(DEBOUNCE_S, self.recompute)
+
+    @on(AdvisorFitted)
+    def _fitted(self, message: AdvisorFitted) -> None:
+        self.fitted, self.refusal = True, ""
+        self.query_one(InputsForm).suggest(message.tasks, message.models)
+        self.recompute()
+
+    @on(FitFailed)
+    def _fit_failed(self, message: FitFailed) -> None:
+        self.advice, self.refusal = None, f"the advisor could not be fitted: {message.reason}"
+        self.query_one(RecommendationView).show_problem(self.refusal)
+
+    def recompute(self) -> None:
+        if self.fitted and self.inputs is not None:
+            self.compute_advice(self.inputs, self.showing_iso)
+
+    @work(thread=True, exclusive=True, group="advice")
+    def compute_advice(self, inputs: PlanInputs, with_grid: bool) -> None:
+        planner = self.app.planner
+        try:
+            advice = planner.advise(inputs)
+        except ValueError as exc:
+            self.post_message(AdviceFailed(inputs, str(exc)))
+            return
+        self.post_message(AdviceReady(advice))
+        if with_grid:
+            self.post_message(GridReady(inputs, planner.iso_grid(inputs)))
+
+    @on(AdviceReady)
+    def _advice_ready(self, message: AdviceReady) -> None:
+        advice = message.advice
+        if advice.inputs != self.inputs:
+            return
+        self.advice, self.refusal = advice, ""
+        self.query_one(RecommendationView).show(advice)
+        self.query_one(BudgetLinePlot).show(advice)
+        if self.grid is not None and self.grid[0] == advice.inputs:
+            self.query_one(IsoScorePlot).show(advice, self.grid[1])
+        if os.environ.get(READY_FILE_ENV):
+            self.call_after_refresh(self._report_ready)
+
+    @on(AdviceFailed)
+    def _advice_failed(self, message: AdviceFailed) -> None:
+        if message.inputs != self.inputs:
+            return
+        self.advice, self.refusal = None, message.reason
+        self.query_one(RecommendationView).show_problem(f"The advisor cannot answer: {message.reason}")
+
+    @on(GridReady)
+    def _grid_ready(self, message: GridReady) -> None:
+        self.grid = (message.inputs, message.grid)
+        if self.advice is not None and self.advice.inputs == message.inputs:
+            self.query_one(IsoScorePlot).show(self.advice, message.grid)
+
+    def _report_ready(self) -> None:
+        path = os.environ.pop(READY_FILE_ENV)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(f"{time.time():.6f}\n")
+        self.app.exit()
+
+    # --- actions --------------------------------------------------------------------------
+    def action_toggle_plot(self) -> None:
+        switcher = self.query_one(ContentSwitcher)
+        switcher.current = "budget-plot" if self.showing_iso else "iso-plot"
+        stale = self.grid is None or self.grid[0] != self.inputs
+        if self.showing_iso and stale:
+            self.recompute()
+
+    def action_launch(self) -> None:
+        """Confirm, then start the engine on the recommended split; refused unless the advice is current."""
+        if self.inputs is None:
+            self.notify("Fix the fields marked in red first.", title="Cannot launch", severity="error")
+            return
+        if self.refusal:
+            self.notify(self.refusal, title="Cannot launch", severity="error")
+            return
+        if self.advice is None or self.advice.inputs != self.inputs:
+            self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
+            return
+        n_sft, n_pft = self.advice.split
+        if n_sft + n_pft == 0:
+            self.notify("This budget buys no examples at these prices.", title="Cannot launch", severity="error")
+            return
+        launch = self.app.new_launch(self.inputs, n_sft, n_pft, self.advice.prediction)
+
+        def confirmed(go: bool | None) -> None:
+            if go:
+                self.app.start_run(launch)
+
+        self.app.push_screen(ConfirmLaunch(launch), confirmed)

@@ -1,0 +1,107 @@
+"""The run screen: a run's loss curves, DPO rewards, evaluations and log, redrawn on a timer.
+
+Events are folded as they arrive but the screen repaints at most `TICK_S` apart, so a burst of
+hundreds of events per second costs a few repaints, not hundreds."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from engine.errors import UserError
+from engine.store import RunStore
+from tui.components.dpo_panel import DpoPanel
+from tui.components.eval_panel import EvalPanel
+from tui.components.log_pane import LogPane
+from tui.components.loss_plot import LossPlot
+from tui.components.status_line import StatusLine
+from tui.messages import RunEnded
+from tui.watch import RunWatch
+
+TICK_S = 0.25
+STORE_CHECK_S = 2.0
+
+
+class RunScreen(Screen):
+    """Follows one `RunWatch`; the run itself lives on when this screen (or the app) closes."""
+
+    BINDINGS = [
+        Binding("s", "stop", "Stop run"),
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+o", "app.show_runs", "Past runs"),
+    ]
+
+    def __init__(self, watch: RunWatch, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.watch = watch
+        self.clock = clock
+        self._reported_end = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield StatusLine(id="status")
+        with Grid(id="run-grid"):
+            yield LossPlot("sft", id="sft-loss")
+            yield LossPlot("dpo", id="dpo-loss")
+            yield DpoPanel(id="dpo-panel")
+            yield EvalPanel(id="eval-panel")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"run {self.watch.run_id}"
+        self.tick(force=True)
+        self.set_interval(TICK_S, self.tick)
+        if not self.watch.live:
+            self.set_interval(STORE_CHECK_S, self.check_store)
+
+    def tick(self, force: bool = False) -> None:
+        """Fold in what arrived since the last tick and redraw what it changed."""
+        watch, state = self.watch, self.watch.state
+        changed = watch.poll() or force
+        self.query_one(LogPane).add(watch.take_log())
+        self.query_one(StatusLine).show(state, self.clock())
+        if changed:
+            self.query_one("#sft-loss", LossPlot).show(state.stages.get("sft"))
+            self.query_one("#dpo-loss", LossPlot).show(state.stages.get("dpo"))
+            self.query_one(DpoPanel).show(state.stages.get("dpo"))
+            self.query_one(EvalPanel).show(state.evals, watch.prediction)
+        if state.finished and not self._reported_end:
+            self._reported_end = True
+            self.post_message(RunEnded(watch.run_id, state.status))
+
+    @work(thread=True, exclusive=True, group="store-check")
+    def check_store(self) -> None:
+        """A re-attached run's process may die without a last event: the store knows."""
+        if self.watch.state.finished:
+            return
+        try:
+            store = RunStore()
+            store.mark_dead_runs()
+            status = store.get_run(self.watch.run_id)["status"]
+        except UserError:
+            return
+        if status != "running":
+            self.app.call_from_thread(self._ended_elsewhere, status)
+
+    def _ended_elsewhere(self, status: str) -> None:
+        self.watch.ended_elsewhere(status)
+        self.tick(force=True)
+
+    def action_stop(self) -> None:
+        if self.watch.state.finished:
+            self.notify("This run has already ended.", severity="warning")
+        elif self.watch.stop():
+            self.notify("Stop requested: the engine saves a checkpoint and stops.", title="Stopping")
+        else:
+            self.notify("No process to stop (the run is not running here).", severity="warning")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,58 @@
+"""Past runs from the store; opening one shows its plots from its events file (following it if
+it is still running)."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from engine.errors import UserError
+from engine.store import RunStore
+from tui.components.runs_table import RunsTable
+
+
+class RunsScreen(Screen):
+    """Every run in the store, newest first; Enter opens one."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("r", "reload", "Reload")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("reading the run store…", id="runs-summary")
+        yield RunsTable(id="runs-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "past runs"
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.load_runs()
+
+    @work(thread=True, exclusive=True)
+    def load_runs(self) -> None:
+        try:
+            store = RunStore()
+            store.mark_dead_runs()
+            runs = store.list_runs()
+        except UserError as exc:
+            self.app.call_from_thread(self.query_one("#runs-summary", Static).update, str(exc))
+            return
+        self.app.call_from_thread(self.show_runs, runs)
+
+    def show_runs(self, runs: list[dict]) -> None:
+        self.query_one(RunsTable).show(runs)
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run["status"]] = counts.get(run["status"], 0) + 1
+        detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        summary = f"{len(runs)} runs" + (f" ({detail})" if detail else "") + " · Enter opens a run"
+        self.query_one("#runs-summary", Static).update(summary if runs else "No runs yet: plan one and press ctrl+r.")
+        self.query_one(RunsTable).focus()
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(str(event.row_key.value))

@@ -1,0 +1,95 @@
+"""One run being watched: where its events and stderr come from, and the state folded from them.
+
+A live run's events come from the child's stdout (`EngineChild`); a re-attached or past run's
+come from its events file (`EventTail`). The log is the child's stderr as the app captured it,
+or for a run started elsewhere the engine's own `engine.log`; the screen asks `poll()` for what
+changed on each tick."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.events import EventTail
+from tui.child import EngineChild, interrupt, stderr_capture
+from tui.runstate import RunState
+
+ENGINE_LOG = "engine.log"
+
+
+@dataclass
+class TextTail:
+    """Follows a growing text file: each call returns the lines completed since the last one."""
+
+    path: Path
+    offset: int = 0
+    _partial: bytes = field(default=b"", repr=False)
+
+    def read_new(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+
+class RunWatch:
+    """The state of one run and the sources that feed it; `poll` folds in whatever is new."""
+
+    def __init__(self, run_id: str, folder: Path, child: EngineChild | None = None):
+        self.run_id = run_id
+        self.folder = Path(folder)
+        self.child = child
+        self.state = RunState(run_id=run_id)
+        self.prediction: tuple[float, float, float] | None = None
+        self._events = None if child is not None else EventTail(self.folder / "events.jsonl")
+        capture = stderr_capture(run_id)
+        self._stderr = TextTail(capture if child is not None or capture.exists() else self.folder / ENGINE_LOG)
+        self._log: list[tuple[str, str]] = []
+        self._seen_messages = 0
+
+    @property
+    def live(self) -> bool:
+        return self.child is not None
+
+    def poll(self) -> bool:
+        """Fold in new events and log lines; True when anything changed."""
+        if self.child is not None:
+            events, stray = self.child.drain()
+        else:
+            events, stray = self._events.read_new(), []
+        self.state.apply_all(events)
+        new_messages = self.state.messages[self._seen_messages:]
+        self._seen_messages = len(self.state.messages)
+        lines = [("stderr", line) for line in self._stderr.read_new()] + [("stdout", line) for line in stray]
+        self._log.extend(lines + list(new_messages))
+        return bool(events or lines or new_messages)
+
+    def take_log(self) -> list[tuple[str, str]]:
+        """Log lines (kind, text) gathered by `poll` since the last call."""
+        lines, self._log = self._log, []
+        return lines
+
+    def child_exited(self, returncode: int) -> None:
+        """The child is gone: read what it left, and call it failed if it never said it finished."""
+        self.poll()
+        if not self.state.finished:
+            self.state.fail(f"engine exited with code {returncode} before the run finished")
+            self.poll()
+
+    def ended_elsewhere(self, status: str) -> None:
+        """A re-attached run's process is gone (the store says so) without a final event."""
+        self.poll()
+        if not self.state.finished:
+            self.state.fail(f"the run's process is gone (store status: {status})")
+            self.poll()
+
+    def stop(self) -> bool:
+        """Ask the run to stop (SIGINT to its process group); False when there is no process."""
+        pid = self.child.pid if self.child is not None else self.state.pid
+        return bool(pid) and interrupt(pid)
