@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.records import parse_params_b
+from advisor.records import model_key, parse_params_b
 from advisor.validate import fraction, non_negative, positive
 
 SEARCH_STEPS = 101  # SFT shares 1.00, 0.99, …, 0.00 when no list of allowed shares is given
@@ -100,13 +100,15 @@ def _warnings(advisor, task, model, params_b, base_score, total) -> list[str]:
     notes = []
     if task not in advisor.tasks_:
         notes.append(f"no past runs on task {task!r}: its curve is pooled from the other tasks")
-    if model not in advisor.models_:
+    if model_key(model) not in advisor.models_:
         notes.append(f"no past runs with model {model!r}: its curve is pooled from the other models")
-    if base_score is None and (task, model) not in advisor.based_panels_:
+    if base_score is None and (task, model_key(model)) not in advisor.based_panels_:
         notes.append("no base-model score for this task and model: give one (it needs no labels) to anchor the curve")
     size = params_b if params_b is not None else parse_params_b(model)
     low, high = advisor.params_range_
-    if size is not None and not low <= size <= high:
+    if size is None:
+        notes.append(f"the size of {model!r} is unknown: give it to check it against past runs")
+    elif not low <= size <= high:
         notes.append(f"model size {size:g}B is outside the sizes in past runs ({low:g}–{high:g}B)")
     fewest, most = advisor.examples_range_
     if total > most:

@@ -30,6 +30,14 @@ def parse_params_b(model: str) -> float | None:
     return float(number) * (1.0 if unit.lower() == "b" else 1e-3)
 
 
+def model_key(model: str) -> str:
+    """One key per model however its name is written, so a run on the Hugging Face id
+    "meta-llama/Llama-3.1-8B" pools with the paper's "Llama-3.1-8B (base)": no organisation
+    prefix, no "(base)" tag, case folded."""
+    name = model.strip().rsplit("/", 1)[-1]
+    return re.sub(r"\s*\((base|pretrained)\)$", "", name, flags=re.IGNORECASE).strip().lower()
+
+
 @dataclass(frozen=True)
 class Run:
     """One finished finetune: `n_sft` SFT examples then `n_pft` preference pairs on `model`,

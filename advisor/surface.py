@@ -19,7 +19,7 @@ from scipy.special import logit
 
 from advisor import curves
 from advisor.errors import AdvisorError
-from advisor.records import Run
+from advisor.records import Run, model_key
 from advisor.validate import fraction, positive
 
 # How far to trust a digitised point: its noise is this many times a measured run's.
@@ -64,9 +64,9 @@ class Advisor:
         if not all(isinstance(run, Run) for run in runs):
             raise AdvisorError("past runs must be advisor.records.Run records")
         self.tasks_ = sorted({r.task for r in runs})
-        self.models_ = sorted({r.model for r in runs})
-        self.panels_ = sorted({(r.task, r.model) for r in runs})
-        self.based_panels_ = {(r.task, r.model) for r in runs if r.n_sft + r.n_pft == 0}
+        self.models_ = sorted({model_key(r.model) for r in runs})
+        self.panels_ = sorted({(r.task, model_key(r.model)) for r in runs})
+        self.based_panels_ = {(r.task, model_key(r.model)) for r in runs if r.n_sft + r.n_pft == 0}
         sizes = [r.params_b for r in runs]
         examples = [r.n_sft + r.n_pft for r in runs if r.n_sft + r.n_pft > 0]
         self.params_range_ = (min(sizes), max(sizes))
@@ -120,7 +120,8 @@ class Advisor:
         columns = self._columns()
         groups = np.zeros((len(runs), len(columns)))
         for i, run in enumerate(runs):
-            for key in (("mean",), ("task", run.task), ("model", run.model), ("panel", (run.task, run.model))):
+            model = model_key(run.model)
+            for key in (("mean",), ("task", run.task), ("model", model), ("panel", (run.task, model))):
                 groups[i, columns[key]] = 1.0
         return groups
 
@@ -138,6 +139,7 @@ class Advisor:
     def panel(self, task: str, model: str, base_score: float | None = None):
         """Point estimate and posterior draws of (φ, globals) for one panel, base score pinned."""
         self._check_fitted()
+        model = model_key(model)
         key = (task, model, base_score)
         if key not in self._draw_cache:
             if len(self._draw_cache) >= DRAW_CACHE_SIZE:  # a user trying many base scores

@@ -43,9 +43,9 @@ class StageEvents(Callback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         from engine.models import count_linear4bit
 
+        quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
         self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),
-                         n_examples=self.n_examples, step=int(state.global_step),
-                         linear4bit_layers=count_linear4bit(model))
+                         n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.events.emit("log", **{**(logs or {}), "stage": self.stage, "step": int(state.global_step)})

@@ -6,6 +6,10 @@ checkpoint but is not one. A checkpoint counts only once `complete.json` — wri
 Trainer returns from saving, listing every file and its size — is in it; resume picks the
 newest complete one and clears the rest. The Trainer's own rotation (`save_total_limit`) is
 left off because it can delete the last good checkpoint before the new one is marked.
+
+Nothing here unpickles: on resume the Trainer (transformers 5.24) reads optimizer, scheduler and
+RNG state with `torch.load(..., weights_only=True)` (numpy's RNG types allow-listed), adapters
+load from safetensors, and the pickled `training_args.bin` it writes is never read back.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.models import QUANT_CHOICES
 
-QUANT_CHOICES = ("auto", "4bit", "none")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SPLIT_KEYS = ("n_sft", "n_pft")
@@ -66,7 +66,7 @@ class RunConfig:
     max_length: int = field(default=1024, metadata=_help("longest tokenised example (longer ones are cut)"))
     beta: float = field(default=1.0, metadata=_help("DPO beta"))
     eval_size: int = field(default=64, metadata=_help("held-out examples to evaluate on"))
-    eval_batch_size: int = field(default=16, metadata=_help("examples per generation batch"))
+    eval_batch_size: int = field(default=16, metadata=_help("examples per evaluation batch"))
     eval_max_new_tokens: int = field(default=128, metadata=_help("longest generated answer"))
     checkpoint_every: int = field(default=50, metadata=_help("optimizer steps between checkpoints"))
     keep_checkpoints: int = field(default=2, metadata=_help("complete checkpoints kept per stage"))
@@ -75,14 +75,6 @@ class RunConfig:
         data = dataclasses.asdict(self)
         data["lora_targets"] = list(self.lora_targets)
         return data
-
-    @property
-    def effective_batch(self) -> int:
-        return self.batch_size * self.grad_accum
-
-    @property
-    def uses_budget(self) -> bool:
-        return self.budget is not None
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -94,7 +86,7 @@ POSITIVE = {"lora_r", "lora_alpha", "sft_lr", "dpo_lr", "epochs", "max_steps", "
             "max_length", "beta", "eval_size", "eval_batch_size", "eval_max_new_tokens", "checkpoint_every",
             "keep_checkpoints", "threads", "budget", "sft_cost", "pft_cost"}
 NON_NEGATIVE = {"n_sft", "n_pft", "seed", "lora_dropout", "warmup_ratio"}
-AT_MOST_ONE = {"lora_dropout", "warmup_ratio"}
+BELOW_ONE = {"lora_dropout", "warmup_ratio"}
 
 
 def flag(name: str) -> str:
@@ -156,7 +148,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         raise UserError(f"{where}: {name} must be > 0, got {value!r}")
     if name in NON_NEGATIVE and value < 0:
         raise UserError(f"{where}: {name} must be >= 0, got {value!r}")
-    if name in AT_MOST_ONE and value >= 1:
+    if name in BELOW_ONE and value >= 1:
         raise UserError(f"{where}: {name} must be < 1, got {value!r}")
     choices = FIELDS[name].metadata.get("choices")
     if choices and value not in choices:

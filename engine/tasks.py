@@ -27,7 +27,6 @@ import random
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
 from assets import DATA_DIR
 from engine import data

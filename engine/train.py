@@ -13,6 +13,8 @@ resume` continues it), 2 a user error (one line), 1 an internal error (traceback
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gc
 import json
 import os
@@ -74,14 +76,23 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
         config.task, config.model, config.budget, config.sft_cost, config.pft_cost, params_b=params_b)
     if advice.n_sft + advice.n_pft == 0:
         raise UserError(f"a budget of {config.budget:g} buys no examples at these prices")
-    return with_split(config, advice.n_sft, advice.n_pft), advice.to_dict()
+    summary = {key: value for key, value in advice.to_dict().items() if key != "curve"}
+    return with_split(config, advice.n_sft, advice.n_pft), summary
 
 
-def _plan(config: RunConfig, spec) -> Plan:
-    from engine.tasks import get_task, select
+def _task(config: RunConfig):
+    from engine.tasks import get_task
 
-    task = get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
+    return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
+
+
+def _plan(config: RunConfig, spec, task) -> Plan:
+    """The run's data; every size is checked here, before anything is written."""
+    from engine.tasks import select
+
     n_eval = min(config.eval_size, len(task.eval_pool))
+    if n_eval == 0:
+        raise UserError(f"{task.name} has no held-out examples to evaluate on: give it more data")
     warnings = [] if n_eval == config.eval_size else [
         f"{task.name} holds out {n_eval} examples; evaluating on all of them (eval_size {config.eval_size})"]
     if config.n_sft == 0:
@@ -93,13 +104,34 @@ def _plan(config: RunConfig, spec) -> Plan:
 def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
           human: bool = True) -> Outcome:
     """Check everything a user can get wrong, create the run, and run it."""
+    return _launch(_create, config, run_id, events_stdout=events_stdout, human=human)
+
+
+def resume(run_id: str, *, events_stdout: bool = False, human: bool = True) -> Outcome:
+    """Continue a stopped, interrupted or failed run from its last complete checkpoint."""
+    return _launch(_reopen, run_id, events_stdout=events_stdout, human=human)
+
+
+def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
+    """Library logs are captured from the first moment; a run that never got going releases them."""
     logs = LibraryLogs(also_stderr=events_stdout)
     try:
-        run = _create(config, run_id, events_stdout, human, logs)
-    except BaseException:
+        run = prepare(*args, events_stdout, human, logs)
+    except BaseException as exc:
         logs.close()
+        if isinstance(exc, Exception) and _disk_full(exc):
+            raise UserError(DISK_FULL_MESSAGE.format(_first_line(exc))) from None
         raise
     return run.execute()
+
+
+def _check_quantisation(config: RunConfig) -> None:
+    """`--quant 4bit` on a machine where bitsandbytes cannot load fails before the run exists."""
+    from engine.models import _bitsandbytes_problem
+
+    problem = _bitsandbytes_problem() if config.quant == "4bit" else None
+    if problem:
+        raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
 
 
 def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
@@ -111,11 +143,17 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
     folder = run_dir(run_id)
     if folder.exists():
         raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
-    spec = resolve_model(config.model)
+    task = _task(config)
     advice = None
-    if config.n_sft is None:
+    # a bad size fails here, before `tiny` or `demo` is built into the model cache
+    plan = _plan(config, None, task) if config.n_sft is not None else None
+    spec = resolve_model(config.model)
+    _check_quantisation(config)
+    if plan is None:
         config, advice = _advise(config, spec.params_b)
-    plan = _plan(config, spec)
+        plan = _plan(config, spec, task)
+        plan.warnings[:0] = advice["warnings"]
+    plan.spec = spec
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
     folder.mkdir(parents=True)
@@ -124,17 +162,6 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                     params_b=spec.params_b, advice=advice)
     return run
-
-
-def resume(run_id: str, *, events_stdout: bool = False, human: bool = True) -> Outcome:
-    """Continue a stopped, interrupted or failed run from its last complete checkpoint."""
-    logs = LibraryLogs(also_stderr=events_stdout)
-    try:
-        run = _reopen(run_id, events_stdout, human, logs)
-    except BaseException:
-        logs.close()
-        raise
-    return run.execute()
 
 
 def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
@@ -154,7 +181,7 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {config_path}: {exc}") from None
     config = from_dict(saved, str(config_path))
-    plan = _plan(config, resolve_model(config.model))
+    plan = _plan(config, resolve_model(config.model), _task(config))
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
     run = Run(run_id, folder, plan, store, events_stdout, Report(human), logs)
@@ -162,6 +189,18 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
     run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
+
+
+def _settle_imports() -> None:
+    """Import the training stack up front and freeze its half a million objects out of the
+    garbage collector's view (`gc.freeze`): the full collection that frees one model copy
+    before the next is loaded then scans only the run's own objects (0.2 s → 0 s each)."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    gc.freeze()
 
 
 class BaseModels:
@@ -197,8 +236,12 @@ class BaseModels:
         return self._eval_copy
 
     def fresh(self):
+        import torch
+
         self._eval_copy = None
         gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return self._load()
 
 
@@ -248,7 +291,9 @@ class Run:
             return self._fail(str(exc), "user", 2)
         except Exception as exc:
             self.logs.write(traceback.format_exc())
-            return self._fail(f"{type(exc).__name__}: {exc}", "internal", 1)
+            if _disk_full(exc):
+                return self._fail(DISK_FULL_MESSAGE.format(_first_line(exc)), "user", 2)
+            return self._fail(f"{type(exc).__name__}: {_first_line(exc)}", "internal", 1)
         finally:
             self.stop.uninstall()
             self.events.close()
@@ -256,6 +301,7 @@ class Run:
 
     def _run_stages(self) -> dict:
         config = self.config
+        _settle_imports()
         if config.threads:
             import torch
 
@@ -273,10 +319,10 @@ class Run:
             if not self.stage_path(stage, "adapter").exists():
                 policy = self._train(stage, models)
             if stage not in evals:
-                policy = policy or self._load_trained(stage, models)
+                if policy is None:
+                    policy = self._load_trained(stage, models)
                 evals[stage] = self._evaluate(stage, policy, models.tokenizer)
-            del policy
-            gc.collect()
+            del policy  # freed by the next `fresh()` load, before the next copy exists
         return self._results(evals)
 
     def _train(self, stage: str, models: BaseModels):
@@ -354,8 +400,34 @@ class Run:
         return Outcome(self.run_id, status, results, EXIT_CODES[status], self.folder)
 
     def _fail(self, message: str, kind: str, exit_code: int) -> Outcome:
-        self.events.emit("error", message=message, kind=kind)
+        """Record the failure wherever it can still be written: a full disk must not hide it."""
         results = self._partial_results()
-        self.events.emit("run_finished", status="failed", results=results)
-        self.store.set_status(self.run_id, "failed", error=message)
+        with contextlib.suppress(OSError):
+            self.events.emit("error", message=message, kind=kind)
+            self.events.emit("run_finished", status="failed", results=results)
+        with contextlib.suppress(UserError):
+            self.store.set_status(self.run_id, "failed", error=message)
         return Outcome(self.run_id, "failed", results, exit_code, self.folder, error=message)
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+DISK_FULL_MESSAGE = "out of disk space (or over a file-size limit): {}"
+DISK_FULL_TEXTS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS) + tuple(
+    f"os error {code})" for code in DISK_FULL_ERRNOS)
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether an error comes from a full disk or a file-size limit, however a library wrapped
+    it (safetensors and torch report it in their own exception types, with the OS message)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(exc) for text in DISK_FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -116,3 +116,11 @@ def test_run_checks_its_own_fields():
     with pytest.raises(AdvisorError, match="score must be a finite number"):
         Run("qa", "m-1B", 1.0, 0, 0, math.nan, "", "x")
     assert Run("qa", "m-1B", None, 10.0, 0, 0.5, None, "x").n_sft == 10
+
+
+def test_model_key_pools_spellings_of_one_model():
+    from advisor.records import model_key
+
+    assert model_key("meta-llama/Llama-3.1-8B") == model_key("Llama-3.1-8B (base)") == "llama-3.1-8b"
+    assert model_key("Qwen/Qwen2.5-7B") == model_key("qwen2.5-7b (Base)")
+    assert model_key("SmolLM2-135M-Instruct") != model_key("SmolLM2-135M")

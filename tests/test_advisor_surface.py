@@ -117,3 +117,14 @@ def test_fit_and_predict_refuse_what_they_cannot_use(shipped):
         args = {"n_sft": 10, "n_pft": 10} | bad
         with pytest.raises(AdvisorError, match=problem):
             shipped.predict("gsm8k_math", QWEN, args.pop("n_sft"), args.pop("n_pft"), **args)
+
+
+def test_hub_id_spelling_gets_the_shipped_panel():
+    from advisor import Advisor, shipped_runs
+
+    advisor = Advisor().fit(shipped_runs())
+    paper = advisor.predict("gsm8k_math", "Llama-3.1-8B (base)", 1000, 1000)
+    hub = advisor.predict("gsm8k_math", "meta-llama/Llama-3.1-8B", 1000, 1000)
+    assert hub == paper
+    advice = advisor.recommend("gsm8k_math", "meta-llama/Llama-3.1-8B", 5000, 1, 1)
+    assert not any("no past runs with model" in w for w in advice.warnings)

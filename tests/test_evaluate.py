@@ -3,6 +3,7 @@ transformers' own loss, a model's own generations and DPO's zero reward at the r
 
 import pytest
 
+from engine import evaluate as evaluation
 from engine.errors import UserError
 from engine.evaluate import encode_answer, evaluate, generate
 from engine.metrics import words
@@ -39,7 +40,10 @@ def test_preference_accuracy_on_4bit_is_a_deterministic_share(tiny_4bit, chat_ev
     assert (first.metric, first.n) == ("preference_accuracy", 16)
     assert 0.0 <= first.value <= 1.0 and (first.value * 16).is_integer()
     assert first.extras["heldout_loss"] > 0
-    assert evaluate(model, tokenizer, chat_eval, "preference_accuracy", batch_size=16) == first
+    assert evaluate(model, tokenizer, chat_eval, "preference_accuracy", batch_size=4) == first
+    other_batching = evaluate(model, tokenizer, chat_eval, "preference_accuracy", batch_size=16)
+    assert other_batching.value == first.value
+    assert other_batching.extras["heldout_loss"] == pytest.approx(first.extras["heldout_loss"], rel=1e-6)
 
 
 def test_a_policy_equal_to_its_reference_has_zero_reward_so_no_pair_wins(tiny_4bit, chat_eval):
@@ -48,9 +52,11 @@ def test_a_policy_equal_to_its_reference_has_zero_reward_so_no_pair_wins(tiny_4b
     assert result.value == 0.0
 
 
-def test_heldout_loss_matches_transformers_own_loss(tiny_spec, gsm8k_eval):
+@pytest.mark.parametrize("trim_logits", [True, False], ids=["logits_to_keep", "full_logits"])
+def test_heldout_loss_matches_transformers_own_loss(tiny_spec, gsm8k_eval, monkeypatch, trim_logits):
     import torch
 
+    monkeypatch.setattr(evaluation, "_accepts_logits_to_keep", lambda model: trim_logits)
     model, tokenizer = load_model(tiny_spec, quant="none", device="cpu")
     examples = gsm8k_eval[:5]
     ours = evaluate(model, tokenizer, examples, "heldout_loss", batch_size=3, max_length=256).value

@@ -2,11 +2,15 @@
 row and events; cold start on an unquantised base; and the errors that must not touch a run."""
 
 import json
+import os
+import shutil
+import signal
+import struct
 import time
 
 import pytest
 
-from runner import TINY, engine, events, folder, json_out, of_type, start
+from runner import TINY, engine, events, folder, json_out, of_type, start, wait_for_event
 
 RUN_ID = "acceptance"
 
@@ -119,3 +123,66 @@ def test_cold_start_unquantised_and_a_reader_that_goes_away(tmp_path):
     assert [e["stage"] for e in of_type(evs, "eval")] == ["base", "dpo"]
     assert evs[-1]["status"] == "finished" and set(evs[-1]["results"]["scores"]) == {"base", "dpo"}
     assert not (folder(tmp_path, "cold") / "sft").exists()
+
+
+@pytest.mark.slow
+def test_sigint_checkpoints_stops_and_resume_finishes(tmp_path):
+    """The TUI's stop key: SIGINT to the run's process group mid-SFT."""
+    args = ["run", *TINY, "--n-sft", "64", "--n-pft", "8", "--batch-size", "1", "--grad-accum", "1",
+            "--checkpoint-every", "1000", "--eval-size", "4", "--run-id", "stopped"]
+    proc = start(tmp_path, *args)
+    wait_for_event(tmp_path, "stopped", proc, lambda e: e["type"] == "log" and e.get("step", 0) >= 2)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    human = proc.stderr.read()  # human mode: progress and summary lines, no library noise
+    assert "evaluating base on 4 held-out examples" in human and "run stopped stopped" in human
+    assert "gemm_4bit_forward" not in human and "Warning" not in human
+    evs = events(tmp_path, "stopped")
+    saved = of_type(evs, "checkpoint", stage="sft")
+    assert len(saved) == 1 and 2 <= saved[0]["step"] < 128  # saved on the stop, not on schedule
+    assert evs[-1]["type"] == "run_finished" and evs[-1]["status"] == "stopped"
+    assert json_out(engine(tmp_path, "runs", "show", "stopped", "--json"))["status"] == "stopped"
+
+    out = json_out(engine(tmp_path, "resume", "stopped", "--json"))
+    assert out["status"] == "finished" and set(out["results"]["scores"]) == {"base", "sft", "dpo"}
+    resumed = of_type(events(tmp_path, "stopped"), "resumed")
+    assert [(e["stage"], e["step"]) for e in resumed] == [("sft", saved[0]["step"])]
+
+
+def test_budget_form_runs_the_advisors_split(tmp_path, tiny_spec):
+    prices = ["--task", "gsm8k_math", "--model", "tiny", "--budget", "40", "--sft-cost", "1", "--pft-cost", "1"]
+    advice = json_out(engine(tmp_path, "advise", *prices, "--params-b", repr(tiny_spec.params_b), "--json"))
+    out = json_out(engine(tmp_path, "run", *prices, "--max-steps", "1", "--eval-size", "2", "--run-id", "b",
+                          "--json"))
+    config = json.loads((folder(tmp_path, "b") / "config.json").read_text())
+    assert (config["n_sft"], config["n_pft"], config["budget"]) == (advice["n_sft"], advice["n_pft"], 40.0)
+    assert (out["results"]["n_sft"], out["results"]["n_pft"]) == (advice["n_sft"], advice["n_pft"])
+    started = of_type(events(tmp_path, "b"), "run_started")[0]
+    assert started["advice"]["predicted_score"] == advice["predicted_score"]
+    warned = [e["message"] for e in of_type(events(tmp_path, "b"), "warning")]
+    assert all(message in warned for message in advice["warnings"])
+
+
+def test_a_run_that_fails_is_recorded_failed_with_one_line(tmp_path, tiny_spec):
+    """A model folder whose weights are cut short: the run is created, then fails loading them."""
+    model = tmp_path / "cut-model"
+    shutil.copytree(tiny_spec.path, model)
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    header = struct.unpack("<Q", data[:8])[0]
+    weights.write_bytes(data[: 8 + header + 100])
+    result = engine(tmp_path, "run", "--task", "gsm8k_math", "--model", str(model), "--n-sft", "4", "--n-pft", "4",
+                    "--run-id", "cut", "--json")
+    kind = {1: "internal", 2: "user"}[result.returncode]
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("engine: error: run cut failed: ")
+    if kind == "internal":
+        log = folder(tmp_path, "cut") / "engine.log"
+        assert line.endswith(f"(traceback in {log})") and "Traceback" in log.read_text()
+    evs = events(tmp_path, "cut")
+    [error] = of_type(evs, "error")
+    assert error["kind"] == kind and error["message"] in line
+    assert evs[-1]["type"] == "run_finished" and evs[-1]["status"] == "failed"
+    row = json_out(engine(tmp_path, "runs", "show", "cut", "--json"))
+    assert row["status"] == "failed" and row["error"] == error["message"]
+    assert json.loads(result.stdout)["status"] == "failed"

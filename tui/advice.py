@@ -2,18 +2,22 @@
 run, then asked for a recommendation and an iso-score grid, always from a worker thread.
 
 `Planner` swaps in a newly fitted advisor in one assignment, so a question asked while a refit is
-running gets a whole answer from the old fit rather than a mix of the two."""
+running gets a whole answer from the old fit rather than a mix of the two. The advisor (numpy,
+scipy.optimize: half the start-up) is imported by the first fit, in its worker thread, so the
+app paints its first frame without waiting for it."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from advisor import Advisor, Recommendation
-from engine.past_runs import load_past_runs
 from tui.inputs import PlanInputs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from advisor import Advisor, Recommendation
 
 GRID_SHAPE = (160, 100)  # about one point per braille dot of a full-width plot
 GRID_REACH = 1.25  # the grid extends a quarter past the budget line, so the line sits inside it
@@ -21,9 +25,8 @@ GRID_REACH = 1.25  # the grid extends a quarter past the budget line, so the lin
 
 @dataclass(frozen=True)
 class Fitted:
-    """What a fit saw: how many past runs, and the tasks and models they cover."""
+    """What a fit saw: how many of its past runs are local, and the tasks and models they cover."""
 
-    n_runs: int
     n_local: int
     tasks: list[str]
     models: list[str]
@@ -63,17 +66,19 @@ class Advice:
 class Planner:
     """Holds the fitted advisor; every method may be called from any thread."""
 
-    def __init__(self, files: list | None = None):
-        self.files = files
+    def __init__(self):
         self._advisor: Advisor | None = None
         self._fitted: Fitted | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
 
     def fit(self) -> Fitted:
-        runs = load_past_runs(self.files)
+        from advisor import Advisor
+        from engine.past_runs import load_past_runs
+
+        runs = load_past_runs()
         advisor = Advisor().fit(runs)
-        fitted = Fitted(len(runs), sum(1 for r in runs if str(r.source).startswith("store:")),
+        fitted = Fitted(sum(1 for r in runs if str(r.source).startswith("store:")),
                         sorted({r.task for r in runs}), sorted({r.model for r in runs}))
         with self._lock:
             self._advisor, self._fitted = advisor, fitted
@@ -105,6 +110,8 @@ class Planner:
 
     def iso_grid(self, inputs: PlanInputs) -> IsoGrid:
         """Predicted score over (n_sft, n_pft) from nothing to a little past the budget line."""
+        import numpy as np
+
         advisor, _ = self._current()
         sfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.sft_cost, GRID_SHAPE[0])
         pfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.pft_cost, GRID_SHAPE[1])

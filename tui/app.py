@@ -29,7 +29,9 @@ from tui.screens.runs import RunsScreen
 from tui.watch import RunWatch
 
 # Opens on a plan the shipped past runs know well, so a new user sees a real recommendation at once.
-DEFAULT_INPUTS = PlanInputs(task="gsm8k_math", model="Llama-3.1-8B (base)", budget=5000.0, sft_cost=1.0,
+# Embedded defaults: the demo model the engine ships (so the plan a new user sees can be launched
+# as it stands) and a budget whose split fits the task's data.
+DEFAULT_INPUTS = PlanInputs(task="gsm8k_math", model="SmolLM2-135M-Instruct", budget=1000.0, sft_cost=1.0,
                             pft_cost=0.5)
 
 
@@ -43,14 +45,15 @@ class BudgetApp(App):
 
     def __init__(self, inputs: PlanInputs = DEFAULT_INPUTS, *, attach: str | None = None,
                  engine_cmd: Sequence[str] | None = None, run_args: Sequence[str] = (),
-                 planner: Planner | None = None, clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 new_id: Callable[[], str] = new_run_id):
         super().__init__()
-        self.initial_inputs = inputs
         self.attach = attach
         self.engine_cmd = list(engine_cmd) if engine_cmd else None
         self.run_args = list(run_args)
-        self.planner = planner or Planner()
+        self.planner = Planner()
         self.clock = clock
+        self.new_id = new_id
         self.watches: dict[str, RunWatch] = {}
         self._ended: set[str] = set()
         self.plan_screen = PlanScreen(inputs)
@@ -70,15 +73,19 @@ class BudgetApp(App):
         except (UserError, ValueError) as exc:
             self.plan_screen.post_message(FitFailed(str(exc)))
             return
-        self.plan_screen.post_message(AdvisorFitted(fitted.n_runs, fitted.tasks, fitted.models))
+        self.plan_screen.post_message(AdvisorFitted(fitted.tasks, fitted.models))
 
     # --- runs -----------------------------------------------------------------------------
     def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float]) -> Launch:
-        return build_launch(inputs, n_sft, n_pft, prediction, new_run_id(), self.engine_cmd, self.run_args)
+        return build_launch(inputs, n_sft, n_pft, prediction, self.new_id(), self.engine_cmd, self.run_args)
 
     def start_run(self, launch: Launch) -> None:
         """Start the engine child for `launch` and show its run screen."""
-        child = EngineChild(launch.argv, stderr_capture(launch.run_id))
+        try:
+            child = EngineChild(launch.argv, stderr_capture(launch.run_id))
+        except OSError as exc:
+            self.notify(f"{launch.argv[0]}: {exc.strerror or exc}", title="Cannot start the engine", severity="error")
+            return
         watch = RunWatch(launch.run_id, run_dir(launch.run_id), child)
         watch.prediction = launch.prediction
         self.watches[launch.run_id] = watch
@@ -96,22 +103,18 @@ class BudgetApp(App):
         watch = self.watches.get(run_id)
         if watch is None:
             watch = self.watches[run_id] = RunWatch(run_id, run_dir(run_id))
-            self.predict_for(watch)
         self.push_screen(RunScreen(watch, self.clock))
 
     @work(thread=True, group="predict")
     def predict_for(self, watch: RunWatch) -> None:
-        """The advisor's prediction for a re-opened run's split, once its config is known."""
-        deadline = time.monotonic() + 30
-        while not watch.state.config and time.monotonic() < deadline:
-            time.sleep(0.2)
+        """The advisor's prediction for a re-opened run's split (its config names task and model)."""
         config, split = watch.state.config, watch.state.split
-        if split is None or not self.planner.wait_fitted(timeout=30):
+        task, model = config.get("task"), config.get("model")
+        if split is None or not task or not model or not self.planner.wait_fitted(timeout=60):
             return
         try:
-            watch.prediction = self.planner.predict(str(config.get("task")), str(config.get("model")), *split,
-                                                    params_b=config.get("params_b"))
-        except ValueError:
+            watch.prediction = self.planner.predict(str(task), str(model), *split, params_b=watch.state.params_b)
+        except ValueError:  # the advisor refuses (say, an unnamed size): the panel shows no prediction
             return
 
     @on(ChildExited)

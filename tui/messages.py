@@ -23,9 +23,8 @@ class InputsChanged(Message):
 
 @dataclass
 class AdvisorFitted(Message):
-    """The advisor has (re)fitted; `n_runs` past runs went into it."""
+    """The advisor has (re)fitted on past runs covering these tasks and models."""
 
-    n_runs: int
     tasks: list[str]
     models: list[str]
 

@@ -18,7 +18,6 @@ class StageProgress:
     n_examples: int = 0
     step: int = 0
     started_at: float | None = None
-    finished_at: float | None = None
     loss: list[tuple[int, float]] = field(default_factory=list)
     rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
@@ -30,12 +29,12 @@ class RunState:
     run_id: str = ""
     config: dict = field(default_factory=dict)
     pid: int | None = None
+    params_b: float | None = None
     stage: str | None = None
     stages: dict[str, StageProgress] = field(default_factory=dict)
     evals: dict[str, tuple[str, float, int]] = field(default_factory=dict)
     messages: list[tuple[str, str]] = field(default_factory=list)
     status: str = "waiting"
-    results: dict = field(default_factory=dict)
     started_at: float | None = None
     ended_at: float | None = None
     last_time: float | None = None
@@ -66,6 +65,7 @@ class RunState:
     def _on_run_started(self, event: dict) -> None:
         self.config = event.get("config") or {}
         self.pid = event.get("pid")
+        self.params_b = event.get("params_b")
         self.status = "running"
 
     def _on_stage_started(self, event: dict) -> None:
@@ -100,7 +100,6 @@ class RunState:
     def _on_stage_finished(self, event: dict) -> None:
         progress = self._progress(event)
         progress.step = max(progress.step, int(event.get("step") or 0))
-        progress.finished_at = event.get("time")
 
     def _on_warning(self, event: dict) -> None:
         self.messages.append(("warning", str(event.get("message", ""))))
@@ -110,7 +109,6 @@ class RunState:
 
     def _on_run_finished(self, event: dict) -> None:
         self.status = str(event.get("status") or "finished")
-        self.results = event.get("results") or {}
         self.ended_at = event.get("time")
 
     # --- what the screen asks -------------------------------------------------------------
@@ -118,11 +116,11 @@ class RunState:
     def finished(self) -> bool:
         return self.ended_at is not None or self.status in ("failed", "stopped", "finished", "interrupted")
 
-    def fail(self, reason: str, when: float | None = None) -> None:
-        """The run ended without saying so (the child died): record why."""
+    def fail(self, reason: str) -> None:
+        """The run ended without saying so (the child died): record why, ending it at its last event."""
         self.messages.append(("error", reason))
         self.status = "failed"
-        self.ended_at = when if when is not None else self.last_time
+        self.ended_at = self.last_time
 
     def elapsed(self, now: float) -> float:
         if self.started_at is None:
@@ -139,6 +137,12 @@ class RunState:
             return None
         rate = (now - progress.started_at) / progress.step
         return max(0.0, rate * (progress.total_steps - progress.step))
+
+    @property
+    def final_stage(self) -> str:
+        """The stage whose evaluation is the run's score: DPO, unless the run buys no preference pairs."""
+        split = self.split
+        return "sft" if split is not None and split[1] == 0 else "dpo"
 
     @property
     def split(self) -> tuple[int, int] | None:

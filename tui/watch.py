@@ -57,8 +57,8 @@ class RunWatch:
     def live(self) -> bool:
         return self.child is not None
 
-    def poll(self) -> bool:
-        """Fold in new events and log lines; True when anything changed."""
+    def poll(self) -> None:
+        """Fold in new events and collect new log lines (for `take_log`)."""
         if self.child is not None:
             events, stray = self.child.drain()
         else:
@@ -68,7 +68,6 @@ class RunWatch:
         self._seen_messages = len(self.state.messages)
         lines = [("stderr", line) for line in self._stderr.read_new()] + [("stdout", line) for line in stray]
         self._log.extend(lines + list(new_messages))
-        return bool(events or lines or new_messages)
 
     def take_log(self) -> list[tuple[str, str]]:
         """Log lines (kind, text) gathered by `poll` since the last call."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 from textual_plotext import PlotextPlot
 
 from tui.advice import Advice
+from tui.components.plotting import BLUE, CYAN, GREY, RED, YELLOW, swatch
 
-MARKERS = (("recommended", "cyan"), ("sft_only", "red"), ("rule_of_thumb", "yellow"))
-KEY = ("[blue]━[/] predicted  [grey50]━[/] 80% interval  [cyan]●[/] recommended  [red]●[/] SFT only  "
-       "[yellow]●[/] rule of thumb")
+MARKERS = (("recommended", CYAN), ("sft_only", RED), ("rule_of_thumb", YELLOW))
+KEY = (f"{swatch(BLUE, '━')} predicted  {swatch(GREY, '━')} 80% interval  {swatch(CYAN, '●')} recommended  "
+       f"{swatch(RED, '●')} SFT only  {swatch(YELLOW, '●')} rule of thumb")
 
 
 class BudgetLinePlot(PlotextPlot):
@@ -23,8 +24,8 @@ class BudgetLinePlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         for bound in (0, 1):
-            plt.plot(xs, [float(p.interval[bound]) for p in points], marker="braille", color="gray")
-        plt.plot(xs, [float(p.predicted_score) for p in points], marker="braille", color="blue")
+            plt.plot(xs, [float(p.interval[bound]) for p in points], marker="braille", color=GREY)
+        plt.plot(xs, [float(p.predicted_score) for p in points], marker="braille", color=BLUE)
         marked = {"recommended": rec, **rec.baselines}
         for name, color in MARKERS:
             point = marked.get(name)

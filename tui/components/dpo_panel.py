@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from tui.components.plotting import thin
+from tui.components.plotting import AMBER, GREEN, swatch, thin, ticks
 from tui.runstate import StageProgress
 
 ACCURACY, MARGIN = "rewards/accuracies", "rewards/margins"
@@ -14,6 +14,7 @@ class DpoPanel(PlotextPlot):
     """Reward accuracy (left axis, 0–1) and reward margin (right axis) against DPO step."""
 
     BORDER_TITLE = "DPO rewards"
+    BORDER_SUBTITLE = f"{swatch(GREEN, '━')} accuracy (left)  {swatch(AMBER, '━')} margin (right)"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -36,14 +37,17 @@ class DpoPanel(PlotextPlot):
             self.refresh()
             return
         title = []
+        top = max(progress.total_steps, progress.step)
+        plt.xlim(0, top * 1.02)
+        plt.xticks(*ticks(top))
         if rewards.get(ACCURACY):
             steps, values = thin(rewards[ACCURACY], self.size.width * 2)
-            plt.plot(steps, values, marker="braille", color="green", label="accuracy")
+            plt.plot(steps, values, marker="braille", color=GREEN)
             plt.ylim(0, 1, yside="left")
             title.append(f"acc {values[-1]:.2f}")
         if rewards.get(MARGIN):
             steps, values = thin(rewards[MARGIN], self.size.width * 2)
-            plt.plot(steps, values, marker="braille", color="yellow", label="margin", yside="right")
+            plt.plot(steps, values, marker="braille", color=AMBER, yside="right")
             title.append(f"margin {values[-1]:+.3f}")
         plt.title("  ".join(title))
         self.refresh()

@@ -28,7 +28,9 @@ class EvalPanel(Static):
 
     BORDER_TITLE = "Evaluation"
 
-    def show(self, evals: dict[str, tuple[str, float, int]], prediction: tuple[float, float, float] | None) -> None:
+    def show(self, evals: dict[str, tuple[str, float, int]], prediction: tuple[float, float, float] | None,
+             final_stage: str = "dpo") -> None:
+        """The prediction is for the whole run, so only the final stage's score is judged against it."""
         table = Table(box=None, expand=True, pad_edge=False)
         table.add_column("stage", style="bold")
         table.add_column("metric", style="dim")
@@ -40,12 +42,12 @@ class EvalPanel(Static):
                 table.add_row(STAGE_NAMES[stage], metric, f"{value:.3f}", str(n))
             else:
                 table.add_row(STAGE_NAMES[stage], "", Text("—", style="dim"), "")
-        final = next((evals[s][1] for s in ("dpo", "sft") if s in evals), None)
+        final = evals[final_stage][1] if final_stage in evals else None
         lines = [table]
         if prediction is not None:
             mean, lo, hi = prediction
             lines.append(Text.assemble(("\nadvisor predicted ", "dim"), (f"{mean:.3f}", "bold"),
-                                       (f"  [{lo:.3f}, {hi:.3f}]", "dim")))
+                                       (f" ({lo:.3f}–{hi:.3f})", "dim")))
             if final is not None:
                 lines.append(verdict(final, prediction))
         self.update(Group(*lines))

@@ -7,22 +7,15 @@ import numpy as np
 from textual_plotext import PlotextPlot
 
 from tui.advice import Advice, IsoGrid
-from tui.components.plotting import compact, crossings
+from tui.components.plotting import CYAN, GRADIENT, WHITE, crossings, swatch, ticks
 
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.98)
-LEVEL_COLORS = ("blue", "blue+", "green", "green+", "yellow", "orange")
-TICKS = 5
 
 
 def levels(grid: IsoGrid) -> list[float]:
     """Scores to draw: spread by quantile over the grid (the surface saturates, so even steps
     in score would crowd near the origin), rounded so each label reads cleanly."""
     return sorted({round(float(q), 3) for q in np.quantile(grid.scores, QUANTILES)})
-
-
-def ticks(top: float) -> tuple[list[float], list[str]]:
-    values = [top * k / (TICKS - 1) for k in range(TICKS)]
-    return values, [compact(v) for v in values]
 
 
 class IsoScorePlot(PlotextPlot):
@@ -33,23 +26,23 @@ class IsoScorePlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         drawn = [level for level in levels(grid) if abs(level - best) > 0.005]
-        for level, color in zip(drawn, LEVEL_COLORS):
+        for level, color in zip(drawn, GRADIENT):
             xs, ys = crossings(grid.n_sft, grid.n_pft, grid.scores, level)
             if len(xs):
                 plt.scatter(xs.tolist(), ys.tolist(), marker="braille", color=color)
         xs, ys = crossings(grid.n_sft, grid.n_pft, grid.scores, best)
         if len(xs):
-            plt.scatter(xs.tolist(), ys.tolist(), marker="braille", color="cyan")
+            plt.scatter(xs.tolist(), ys.tolist(), marker="braille", color=CYAN)
         top_sft = inputs.label_budget / inputs.sft_cost
         line_x = np.linspace(0, top_sft, 60)
         plt.plot(line_x.tolist(), ((inputs.label_budget - line_x * inputs.sft_cost) / inputs.pft_cost).tolist(),
-                 marker="braille", color="white")
+                 marker="braille", color=WHITE)
         n_sft, n_pft = advice.split
-        plt.scatter([n_sft], [n_pft], marker="●", color="cyan")
+        plt.scatter([n_sft], [n_pft], marker="●", color=CYAN)
         plt.xlim(0, float(grid.n_sft[-1]))
         plt.ylim(0, float(grid.n_pft[-1]))
         plt.xticks(*ticks(float(grid.n_sft[-1])))
         plt.yticks(*ticks(float(grid.n_pft[-1])))
-        key = " ".join(f"[{color.rstrip('+')}]{level:.2f}[/]" for level, color in zip(drawn, LEVEL_COLORS))
-        self.border_subtitle = f"score {key}  [cyan]━● {best:.3f} recommended[/]  ━ budget line"
+        key = " ".join(swatch(color, f"{level:.2f}") for level, color in zip(drawn, GRADIENT))
+        self.border_subtitle = f"score {key}  {swatch(CYAN, f'━● {best:.3f} recommended')}  ━ budget line"
         self.refresh()

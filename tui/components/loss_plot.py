@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from tui.components.plotting import thin
+from tui.components.plotting import BLUE, PINK, thin, ticks
 from tui.runstate import StageProgress
 
 STAGE_TITLES = {"sft": "SFT loss", "dpo": "DPO loss"}
@@ -34,7 +34,9 @@ class LossPlot(PlotextPlot):
             plt.title("waiting for the first step")
         else:
             steps, losses = thin(progress.loss, self.size.width * 2)
-            plt.plot(steps, losses, marker="braille", color="cyan" if self.stage == "sft" else "magenta")
+            plt.plot(steps, losses, marker="braille", color=BLUE if self.stage == "sft" else PINK)
             plt.title(f"last {progress.loss[-1][1]:.4f} at step {progress.loss[-1][0]}")
-            plt.xlim(0, max(progress.total_steps, progress.loss[-1][0]))
+            top = max(progress.total_steps, progress.loss[-1][0])
+            plt.xlim(0, top * 1.02)  # a little room: a point on the last step would sit on the frame
+            plt.xticks(*ticks(top))
         self.refresh()

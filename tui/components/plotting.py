@@ -1,8 +1,29 @@
-"""Small helpers shared by the plots."""
+"""What the plots share: one palette, point thinning, count labels and iso-score crossings.
+
+Colours are RGB, not ANSI names: Textual maps ANSI names through its theme (plotext's "yellow"
+can come out purple), and the legends in the border subtitles must match the lines exactly."""
 
 from __future__ import annotations
 
 import numpy as np
+
+RGB = tuple[int, int, int]
+BLUE: RGB = (88, 166, 255)
+PINK: RGB = (219, 97, 162)
+GREEN: RGB = (63, 185, 80)
+AMBER: RGB = (210, 153, 34)
+GREY: RGB = (110, 118, 129)
+CYAN: RGB = (86, 212, 221)
+RED: RGB = (248, 81, 73)
+YELLOW: RGB = (227, 179, 65)
+WHITE: RGB = (230, 237, 243)
+GRADIENT: tuple[RGB, ...] = ((56, 139, 253), (63, 185, 170), (63, 185, 80), (163, 190, 60), (227, 179, 65),
+                             (240, 136, 62))
+
+
+def swatch(color: RGB, text: str) -> str:
+    """`text` in `color`, as Textual markup for a border subtitle legend."""
+    return "[#{:02x}{:02x}{:02x}]{}[/]".format(*color, text)
 
 
 def thin(points: list[tuple[float, float]], most: int) -> tuple[list[float], list[float]]:
@@ -14,6 +35,12 @@ def thin(points: list[tuple[float, float]], most: int) -> tuple[list[float], lis
     if kept[-1] is not points[-1]:
         kept.append(points[-1])
     return [p[0] for p in kept], [p[1] for p in kept]
+
+
+def ticks(top: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """`count` whole-number ticks from 0 to `top` for a count axis (steps, examples), labelled compactly."""
+    values = sorted({round(top * k / (count - 1)) for k in range(count)})
+    return [float(v) for v in values], [compact(v) for v in values]
 
 
 def compact(value: float) -> str:

@@ -28,10 +28,10 @@ def _delta(value: float) -> Text:
 def comparison(advice: Advice) -> Table:
     """Recommended, SFT-only and rule-of-thumb splits of the same money, side by side."""
     rec = advice.recommendation
-    table = Table(box=None, expand=True, pad_edge=False, header_style="dim")
+    table = Table(box=None, expand=True, pad_edge=False, collapse_padding=True, header_style="dim")
     table.add_column("split", no_wrap=True, min_width=13)
-    for name in ("SFT ex.", "pairs", "SFT %", "score", "80% interval", "vs rec."):
-        table.add_column(name, justify="right", no_wrap=True)
+    for name in ("SFT", "pairs", "SFT %", "score", "80% interval", "vs rec."):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     rows = [("recommended", rec)] + [(BASELINE_NAMES.get(k, k), p) for k, p in rec.baselines.items()]
     for label, point in rows:
         mean, lo, hi = _score(point)

@@ -19,6 +19,8 @@ def when(stamp: float | None) -> str:
 class RunsTable(DataTable):
     """One row per run (keyed by run id); Enter opens it."""
 
+    BORDER_TITLE = "Runs"
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True

@@ -37,7 +37,8 @@ class StatusLine(Static):
         if progress is not None:
             total = progress.total_steps
             parts += [Text(f" {state.stage.upper()} ", style="reverse"), Text(" "),
-                      bar(progress.step, total), Text(f" step {progress.step}/{total or '?'}")]
+                      bar(progress.step, total), Text(f" step {progress.step}/{total or '?'}"),
+                      Text(f" · {progress.n_examples:,} examples", style="dim")]
         parts += [Text("   elapsed ", style="dim"), Text(clock(state.elapsed(now)))]
         if not state.finished:
             parts += [Text("   ETA ", style="dim"), Text(clock(state.eta(now)))]

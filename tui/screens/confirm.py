@@ -21,10 +21,11 @@ def launch_summary(launch: Launch) -> Table:
     table.add_row("run id", launch.run_id)
     table.add_row("task", inputs.task)
     table.add_row("model", inputs.model)
+    table.add_row("", Text("the engine loads 'tiny', 'demo', a model folder or a cached Hugging Face id", style="dim"))
     table.add_row("SFT examples", f"{launch.n_sft:,}  × {inputs.sft_cost:g}")
     table.add_row("preference pairs", f"{launch.n_pft:,}  × {inputs.pft_cost:g}")
     table.add_row("label spend", f"{launch.spend:,.2f} of {inputs.label_budget:,.2f}")
-    table.add_row("predicted score", f"{mean:.3f}  [{lo:.3f}, {hi:.3f}]")
+    table.add_row("predicted score", f"{mean:.3f}  ({lo:.3f}–{hi:.3f}, 80% interval)")
     table.add_row("other settings", "the engine's defaults (`engine run --help`), plus any flags in the command")
     return table
 

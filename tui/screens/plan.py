@@ -41,6 +41,7 @@ class PlanScreen(Screen):
         self.inputs: PlanInputs | None = inputs
         self.advice: Advice | None = None
         self.refusal = ""
+        self.fit_error = ""
         self.grid: tuple[PlanInputs, IsoGrid] | None = None
         self.fitted = False
         self._debounce: Timer | None = None
@@ -68,7 +69,7 @@ class PlanScreen(Screen):
     def _inputs_changed(self, message: InputsChanged) -> None:
         if message.inputs == self.inputs and self.advice is not None:
             return
-        self.inputs = message.inputs
+        self.inputs, self.refusal = message.inputs, ""
         if self._debounce is not None:
             self._debounce.stop()
         if message.inputs is None:
@@ -78,14 +79,14 @@ class PlanScreen(Screen):
 
     @on(AdvisorFitted)
     def _fitted(self, message: AdvisorFitted) -> None:
-        self.fitted, self.refusal = True, ""
+        self.fitted, self.fit_error, self.grid = True, "", None  # a refit changes every prediction
         self.query_one(InputsForm).suggest(message.tasks, message.models)
         self.recompute()
 
     @on(FitFailed)
     def _fit_failed(self, message: FitFailed) -> None:
-        self.advice, self.refusal = None, f"the advisor could not be fitted: {message.reason}"
-        self.query_one(RecommendationView).show_problem(self.refusal)
+        self.advice, self.fit_error = None, f"The advisor could not be fitted: {message.reason}"
+        self.query_one(RecommendationView).show_problem(self.fit_error)
 
     def recompute(self) -> None:
         if self.fitted and self.inputs is not None:
@@ -145,20 +146,14 @@ class PlanScreen(Screen):
 
     def action_launch(self) -> None:
         """Confirm, then start the engine on the recommended split; refused unless the advice is current."""
-        if self.inputs is None:
-            self.notify("Fix the fields marked in red first.", title="Cannot launch", severity="error")
-            return
-        if self.refusal:
-            self.notify(self.refusal, title="Cannot launch", severity="error")
+        problem = self.fit_error or self.refusal or ("" if self.inputs else "Fix the fields marked in red first.")
+        if problem:
+            self.notify(problem, title="Cannot launch", severity="error")
             return
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
-        n_sft, n_pft = self.advice.split
-        if n_sft + n_pft == 0:
-            self.notify("This budget buys no examples at these prices.", title="Cannot launch", severity="error")
-            return
-        launch = self.app.new_launch(self.inputs, n_sft, n_pft, self.advice.prediction)
+        launch = self.app.new_launch(self.inputs, *self.advice.split, self.advice.prediction)
 
         def confirmed(go: bool | None) -> None:
             if go:

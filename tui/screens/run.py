@@ -40,9 +40,11 @@ class RunScreen(Screen):
 
     def __init__(self, watch: RunWatch, clock: Callable[[], float] = time.time):
         super().__init__()
-        self.watch = watch
+        self.run_watch = watch
         self.clock = clock
         self._reported_end = False
+        self._drawn: tuple | None = None
+        self._asked_prediction = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -56,23 +58,30 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"run {self.watch.run_id}"
-        self.tick(force=True)
+        self.sub_title = f"run {self.run_watch.run_id}"
+        self.run_watch.poll()
+        self._reported_end = self.run_watch.state.finished  # a run that ended before it was opened is no news
+        self.tick()
         self.set_interval(TICK_S, self.tick)
-        if not self.watch.live:
+        if not self.run_watch.live:
             self.set_interval(STORE_CHECK_S, self.check_store)
 
-    def tick(self, force: bool = False) -> None:
+    def tick(self) -> None:
         """Fold in what arrived since the last tick and redraw what it changed."""
-        watch, state = self.watch, self.watch.state
-        changed = watch.poll() or force
+        watch, state = self.run_watch, self.run_watch.state
+        watch.poll()
+        if watch.prediction is None and state.split is not None and not self._asked_prediction:
+            self._asked_prediction = True
+            self.app.predict_for(watch)
         self.query_one(LogPane).add(watch.take_log())
         self.query_one(StatusLine).show(state, self.clock())
-        if changed:
+        drawn = (state.n_events, state.status, watch.prediction)
+        if drawn != self._drawn:
+            self._drawn = drawn
             self.query_one("#sft-loss", LossPlot).show(state.stages.get("sft"))
             self.query_one("#dpo-loss", LossPlot).show(state.stages.get("dpo"))
             self.query_one(DpoPanel).show(state.stages.get("dpo"))
-            self.query_one(EvalPanel).show(state.evals, watch.prediction)
+            self.query_one(EvalPanel).show(state.evals, watch.prediction, state.final_stage)
         if state.finished and not self._reported_end:
             self._reported_end = True
             self.post_message(RunEnded(watch.run_id, state.status))
@@ -80,25 +89,25 @@ class RunScreen(Screen):
     @work(thread=True, exclusive=True, group="store-check")
     def check_store(self) -> None:
         """A re-attached run's process may die without a last event: the store knows."""
-        if self.watch.state.finished:
+        if self.run_watch.state.finished:
             return
         try:
             store = RunStore()
             store.mark_dead_runs()
-            status = store.get_run(self.watch.run_id)["status"]
+            status = store.get_run(self.run_watch.run_id)["status"]
         except UserError:
             return
         if status != "running":
             self.app.call_from_thread(self._ended_elsewhere, status)
 
     def _ended_elsewhere(self, status: str) -> None:
-        self.watch.ended_elsewhere(status)
-        self.tick(force=True)
+        self.run_watch.ended_elsewhere(status)
+        self.tick()
 
     def action_stop(self) -> None:
-        if self.watch.state.finished:
+        if self.run_watch.state.finished:
             self.notify("This run has already ended.", severity="warning")
-        elif self.watch.stop():
+        elif self.run_watch.stop():
             self.notify("Stop requested: the engine saves a checkpoint and stops.", title="Stopping")
         else:
             self.notify("No process to stop (the run is not running here).", severity="warning")
