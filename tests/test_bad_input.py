@@ -176,19 +176,22 @@ def test_4bit_where_bitsandbytes_cannot_load_is_one_line(tmp_path, saved_home):
     assert RunStore(saved_home / "runs.sqlite").list_runs() == before
 
 
-def test_disk_full_while_running_is_one_line_and_keeps_saved_runs(tmp_path, saved_home):
+def test_disk_full_while_running_is_one_line_and_keeps_saved_runs(tmp_path, saved_home, tiny_spec):
     """Writes past a small file-size limit fail like a full disk (EFBIG); the run ends with one
     line and exit 2, recorded as failed, and the runs saved before it are untouched."""
     import resource
+    import shutil
+
+    shutil.copytree(tiny_spec.path, saved_home / "models" / tiny_spec.path.name)  # the cache a user already has
 
     def small_files():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
 
     env = {**os.environ, "BUDGETTUI_HOME": str(saved_home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     kept_before = RunStore(saved_home / "runs.sqlite").get_run("kept")
     kept_events = (saved_home / "runs" / "kept" / "events.jsonl").read_bytes()
     done = subprocess.run([*PROGRAMS["engine"], *RUN, "--n-sft", "4", "--n-pft", "0", "--max-steps", "1",
-                           "--eval-size", "2", "--quant", "none", "--run-id", "full"],
+                           "--eval-size", "2", "--quant", "none", "--run-id", "full", "--json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
