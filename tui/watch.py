@@ -7,35 +7,13 @@ changed on each tick."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.events import EventTail
+from engine.events import EventTail, LineTail
 from tui.child import EngineChild, interrupt, stderr_capture
 from tui.runstate import RunState
 
 ENGINE_LOG = "engine.log"
-
-
-@dataclass
-class TextTail:
-    """Follows a growing text file: each call returns the lines completed since the last one."""
-
-    path: Path
-    offset: int = 0
-    _partial: bytes = field(default=b"", repr=False)
-
-    def read_new(self) -> list[str]:
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
 
 
 class RunWatch:
@@ -49,7 +27,7 @@ class RunWatch:
         self.prediction: tuple[float, float, float] | None = None
         self._events = None if child is not None else EventTail(self.folder / "events.jsonl")
         capture = stderr_capture(run_id)
-        self._stderr = TextTail(capture if child is not None or capture.exists() else self.folder / ENGINE_LOG)
+        self._stderr = LineTail(capture if child is not None or capture.exists() else self.folder / ENGINE_LOG)
         self._log: list[tuple[str, str]] = []
         self._seen_messages = 0
 
@@ -66,7 +44,8 @@ class RunWatch:
         self.state.apply_all(events)
         new_messages = self.state.messages[self._seen_messages:]
         self._seen_messages = len(self.state.messages)
-        lines = [("stderr", line) for line in self._stderr.read_new()] + [("stdout", line) for line in stray]
+        stderr = [line.decode("utf-8", "replace").rstrip("\r") for line in self._stderr.read_lines()]
+        lines = [("stderr", line) for line in stderr] + [("stdout", line) for line in stray]
         self._log.extend(lines + list(new_messages))
 
     def take_log(self) -> list[tuple[str, str]]:
