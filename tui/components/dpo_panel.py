@@ -23,9 +23,10 @@ class DpoPanel(PlotextPlot):
     def on_mount(self) -> None:
         self.show(None)
 
-    def show(self, progress: StageProgress | None) -> None:
+    def show(self, progress: StageProgress | None, absent: str | None = None) -> None:
+        """Redraw with the DPO stage's rewards; `absent` says why a run has no DPO stage."""
         rewards = progress.rewards if progress is not None else {}
-        key = tuple(len(rewards.get(k, ())) for k in (ACCURACY, MARGIN))
+        key = (absent, *(len(rewards.get(k, ())) for k in (ACCURACY, MARGIN)))
         if key == self._drawn:
             return
         self._drawn = key
@@ -33,7 +34,7 @@ class DpoPanel(PlotextPlot):
         plt.clear_figure()
         plt.xlabel("step")
         if not rewards.get(ACCURACY) and not rewards.get(MARGIN):
-            plt.title("no DPO steps yet")
+            plt.title(absent or "no DPO steps yet")
             self.refresh()
             return
         title = []

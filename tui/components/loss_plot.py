@@ -22,8 +22,9 @@ class LossPlot(PlotextPlot):
     def on_mount(self) -> None:
         self.show(None)
 
-    def show(self, progress: StageProgress | None) -> None:
-        key = None if progress is None else (len(progress.loss), progress.total_steps)
+    def show(self, progress: StageProgress | None, absent: str | None = None) -> None:
+        """Redraw with the stage's progress; `absent` says why a run has no such stage."""
+        key = (absent,) if progress is None else (len(progress.loss), progress.total_steps)
         if key == self._drawn:
             return
         self._drawn = key
@@ -31,7 +32,7 @@ class LossPlot(PlotextPlot):
         plt.clear_figure()
         plt.xlabel("step")
         if progress is None or not progress.loss:
-            plt.title("waiting for the first step")
+            plt.title(absent or "waiting for the first step")
         else:
             steps, losses = thin(progress.loss, self.size.width * 2)
             plt.plot(steps, losses, marker="braille", color=BLUE if self.stage == "sft" else PINK)

@@ -78,9 +78,12 @@ class RunScreen(Screen):
         drawn = (state.n_events, state.status, watch.prediction)
         if drawn != self._drawn:
             self._drawn = drawn
-            self.query_one("#sft-loss", LossPlot).show(state.stages.get("sft"))
-            self.query_one("#dpo-loss", LossPlot).show(state.stages.get("dpo"))
-            self.query_one(DpoPanel).show(state.stages.get("dpo"))
+            n_sft, n_pft = state.split or (None, None)
+            no_sft = "no SFT stage: this run buys 0 SFT examples" if n_sft == 0 else None
+            no_dpo = "no DPO stage: this run buys 0 preference pairs" if n_pft == 0 else None
+            self.query_one("#sft-loss", LossPlot).show(state.stages.get("sft"), no_sft)
+            self.query_one("#dpo-loss", LossPlot).show(state.stages.get("dpo"), no_dpo)
+            self.query_one(DpoPanel).show(state.stages.get("dpo"), no_dpo)
             self.query_one(EvalPanel).show(state.evals, watch.prediction, state.final_stage)
         if state.finished and not self._reported_end:
             self._reported_end = True
