@@ -71,3 +71,39 @@ def test_engine_cli_parser_loads_no_heavy_library():
 
 def test_import_tui_app_loads_no_torch():
     assert _loaded_after("import tui.app") & HEAVY == set()
+
+
+SHELL_CALLS = {("os", "system"), ("os", "popen"), ("subprocess", "getoutput"), ("subprocess", "getstatusoutput")}
+
+
+@pytest.mark.parametrize("path", _modules("advisor") + _modules("engine") + _modules("tui"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_shell_is_ever_invoked(path):
+    """User strings reach child processes only as argv lists: no shell=True, os.system or popen."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and \
+                (func.value.id, func.attr) in SHELL_CALLS:
+            found.append((f"{func.value.id}.{func.attr}", node.lineno))
+        for keyword in node.keywords:
+            if keyword.arg == "shell" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
+                found.append(("shell=", node.lineno))
+    assert found == [], f"{path.relative_to(ROOT)}: {found}"
+
+
+@pytest.mark.parametrize("path", _modules("engine"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_remote_code_and_pickles_stay_off(path):
+    """trust_remote_code is only ever the user's flag, and nothing is unpickled."""
+    source = path.read_text()
+    assert "trust_remote_code=True" not in source.replace(" ", "")
+    tree = ast.parse(source, filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in ("torch", "pickle"):
+            weights_only = [k for k in node.keywords if k.arg == "weights_only"]
+            assert node.func.value.id == "torch" and weights_only and weights_only[0].value.value is True, \
+                f"{path.relative_to(ROOT)}:{node.lineno} loads a pickle"
