@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sqlite3
+import statistics
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -213,3 +214,26 @@ class RunStore:
             except AdvisorError as exc:
                 raise UserError(f"run store {self.path}, run {r['run_id']}: {exc}") from None
         return runs
+
+    def _stage_seconds(self, model: str) -> dict[str, dict[str, float]]:
+        """{stage: {run_id: seconds per example}} over finished runs of `model` (any spelling of it)."""
+        from advisor.records import model_key
+
+        with self._connect() as db:
+            rows = db.execute("SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
+                              " WHERE r.status = 'finished' AND m.name = 'seconds_per_example' AND m.value > 0"
+                              " ORDER BY m.id").fetchall()
+        timings: dict[str, dict[str, float]] = {}
+        for row in rows:
+            if model_key(row["model"]) == model_key(model):
+                timings.setdefault(row["stage"], {})[row["run_id"]] = row["value"]  # a run's latest timing
+        return timings
+
+    def seconds_per_example(self, model: str) -> dict[str, float]:
+        """Median measured training seconds per example seen, per stage ("sft", "dpo"), over this
+        machine's finished runs of `model`; a stage never timed is absent (empty dict: none)."""
+        return {stage: statistics.median(runs.values()) for stage, runs in self._stage_seconds(model).items()}
+
+    def timed_runs(self, model: str) -> int:
+        """How many finished runs of `model` the timings of `seconds_per_example` come from."""
+        return len({run_id for runs in self._stage_seconds(model).values() for run_id in runs})

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import checkpoints
+from engine import checkpoints, compute
 from engine.callbacks import StageEvents, StopWhenAsked
 from engine.config import RunConfig, from_dict, with_split
 from engine.errors import UserError
@@ -333,6 +333,7 @@ class Run:
 
         folder = self.stage_path(stage, "checkpoints")
         latest = checkpoints.latest_complete(folder)
+        start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
         checkpoints.prune(folder, self.config.keep_checkpoints)
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
         callbacks = [StageEvents(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints),
@@ -350,6 +351,14 @@ class Run:
             raise KeyboardInterrupt
         checkpoints.save_adapter(trainer.model, self.stage_path(stage, "adapter"))
         self.store.add_metric(self.run_id, stage, "train_loss", output.training_loss)
+        args = trainer.args
+        seconds = compute.seconds_per_example_seen(
+            output.metrics.get("train_runtime"), steps=int(trainer.state.global_step),
+            start_step=start_step,
+            batch=args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            n_examples=len(examples), epochs=args.num_train_epochs, max_steps=args.max_steps)
+        if seconds is not None:  # what `engine advise --gpu-hour-price` forecasts from
+            self.store.add_metric(self.run_id, stage, "seconds_per_example", seconds)
         self.events.emit("stage_finished", stage=stage, step=int(trainer.state.global_step),
                          adapter=f"{stage}/adapter")
         return trainer.model

@@ -63,7 +63,7 @@ def test_human_output_has_the_table_the_count_and_the_plot(home, capsys):
                  "--compute-cost", "1000"]) == 0
     out = capsys.readouterr().out
     for text in ("recommended", "SFT only", "rule of thumb", "fitted on 209 past runs", "4,000.00 for labels",
-                 "predicted score along the budget line", "SFT share of examples"):
+                 "score along the budget line", "SFT share of examples"):
         assert text in out
     assert "R" in out.split("along the budget line")[1]
 
@@ -77,6 +77,8 @@ def test_human_output_has_the_table_the_count_and_the_plot(home, capsys):
     (["--budget", "0.5"], "buys no example"),
     (["--compute-cost", "1000"], "leaves nothing of the budget"),
     (["--base-score", "70"], "the base score must be between 0 and 1"),
+    (["--gpu-hour-price", "-1"], "argument --gpu-hour-price: the GPU-hour price must be 0 or more"),
+    (["--gpu-hour-price", "nan"], "argument --gpu-hour-price: the GPU-hour price must be a finite number"),
     (["--ratios", "1,half"], "argument --ratios: an SFT share must be a number"),
     (["--model", "my-finetune"], "--params-b is needed: the model name 'my-finetune' states no size"),
     (["--runs", "missing.csv"], "missing.csv: no such runs file"),
@@ -121,3 +123,78 @@ def test_the_advisor_library_loads_neither_torch_nor_textual(home):
     loaded = _modules_after("from advisor import Advisor, shipped_runs; "
                             "Advisor().fit(shipped_runs()).recommend('qa', 'm-1B', 100, 1, 1)", home)
     assert "scipy" in loaded and not loaded & HEAVY_OR_UI
+
+
+def _timed_runs(home, model: str, **seconds):
+    """Finished runs of `model` on this machine with their measured seconds per example seen."""
+    from advisor.records import model_key
+    from engine.store import RunStore
+
+    store = RunStore()
+    for i, (sft, dpo) in enumerate(zip(seconds.get("sft", []), seconds.get("dpo", [None] * 9))):
+        run_id = f"timed-{model_key(model).replace('.', '-')}-{i}"
+        store.create_run(run_id, task="gsm8k_math", model=model, params_b=8.0, n_sft=16, n_pft=16, config={},
+                         run_dir=str(home / "runs" / run_id), pid=1)
+        store.add_metric(run_id, "sft", "seconds_per_example", sft)
+        if dpo is not None:
+            store.add_metric(run_id, "dpo", "seconds_per_example", dpo)
+        store.finish_run(run_id, status="finished", score=0.3, metric="gsm8k_test_accuracy", results={})
+
+
+def _advise(home, *args):
+    env = {"BUDGETTUI_HOME": str(home), "OMP_NUM_THREADS": "1", "PATH": ""}
+    return subprocess.run([sys.executable, "-m", "engine.cli", "advise", *GSM_LLAMA, "--budget", "5000", "--sft-cost",
+                           "1", "--pft-cost", "0.5", *args], capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_a_gpu_hour_price_folds_the_measured_hours_into_each_price(home):
+    _timed_runs(home, "meta-llama/Llama-3.1-8B", sft=[0.5, 0.9, 0.6], dpo=[2.0, 3.0, 2.5])
+    plain = json.loads(_advise(home, "--json").stdout)
+    done = _advise(home, "--json", "--gpu-hour-price", "200")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    hours_sft, hours_pft = 0.6 * 2 / 3600, 2.5 * 2 / 3600  # medians × the engine's 2 epochs
+    same = json.loads(_advise(home, "--json", "--sft-cost", str(1 + 200 * hours_sft),
+                              "--pft-cost", str(0.5 + 200 * hours_pft)).stdout)
+    assert (data["n_sft"], data["n_pft"]) == (same["n_sft"], same["n_pft"]) != (plain["n_sft"], plain["n_pft"])
+    compute = data["compute"]
+    hours = data["n_sft"] * hours_sft + data["n_pft"] * hours_pft
+    assert compute == pytest.approx({"gpu_hour_price": 200.0, "hours_per_sft": hours_sft, "hours_per_pft": hours_pft,
+                                     "forecast_hours": hours, "forecast_cost": 200 * hours, "measured_runs": 3,
+                                     "epochs": 2.0})
+    labels = data["n_sft"] * 1 + data["n_pft"] * 0.5
+    assert labels + compute["forecast_cost"] <= 5000 + 1e-6 and "compute" not in plain
+    human = _advise(home, "--gpu-hour-price", "200").stdout
+    assert f"{hours:,.2f} hours × 200 = {200 * hours:,.2f}" in human and "measured on 3 of your runs" in human
+
+
+def test_runs_files_still_take_their_timings_from_the_store(home, tmp_path):
+    _timed_runs(home, "Llama-3.1-8B (base)", sft=[0.6], dpo=[2.5])
+    path = tmp_path / "mine.csv"
+    rows = ["task,model,params_b,n_sft,n_pft,score"] + [
+        f"gsm8k_math,Llama-3.1-8B,8,{s},{b - s},{0.2 + 0.0001 * s + 0.00005 * (b - s):.4f}"
+        for b in (0, 100, 1000) for s in sorted({b, b // 2, 0})]
+    path.write_text("\n".join(rows) + "\n")
+    data = json.loads(_advise(home, "--json", "--gpu-hour-price", "10", "--runs", str(path)).stdout)
+    assert data["n_past_runs"] == len(rows) - 1 and data["compute"]["measured_runs"] == 1
+
+
+@pytest.mark.parametrize("sft, dpo, problem", [
+    ([], [], "no finished run of 'Llama-3.1-8B (base)' on this machine to forecast GPU hours from; "
+             "run a small pilot first, e.g. `engine run --task gsm8k_math --model 'Llama-3.1-8B (base)' "
+             "--n-sft 16 --n-pft 16`"),
+    ([0.6], [None], "no DPO stage of 'Llama-3.1-8B (base)' has been timed on this machine, so its GPU hours "
+                    "cannot be forecast"),
+])
+def test_an_unmeasured_stage_is_one_line_exit_2_never_a_guess(home, sft, dpo, problem):
+    _timed_runs(home, "Llama-3.1-8B", sft=sft, dpo=dpo)
+    _timed_runs(home, "Qwen2.5-7B", sft=[0.1], dpo=[0.2])  # another model's timings never stand in
+    done = _advise(home, "--json", "--gpu-hour-price", "200")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("engine: error: " + problem) and done.stderr.count("\n") == 1
+
+
+def test_an_unmeasured_model_leaves_no_store_behind(home):
+    done = _advise(home, "--gpu-hour-price", "200")
+    assert done.returncode == 2 and "run a small pilot first" in done.stderr
+    assert not (home / "runs.sqlite").exists()

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets"}
 UI = {"textual", "textual_plotext", "plotext"}
-TUI_MAY_IMPORT_FROM_ENGINE = {"engine.events", "engine.store", "engine.home", "engine.errors", "engine.past_runs"}
+TUI_MAY_IMPORT_FROM_ENGINE = {"engine.events", "engine.store", "engine.home", "engine.errors", "engine.past_runs",
+                              "engine.compute"}
 
 
 def _imports(path: Path, top_level_only: bool = False):

@@ -89,6 +89,13 @@ def test_store_lists_the_run_and_the_advisor_counts_it(accepted):
     assert after == before + 1
 
 
+def test_each_stage_records_its_measured_seconds_per_example(accepted):
+    """What `--gpu-hour-price` forecasts GPU time from: the trainer's own runtime per example seen."""
+    shown = json_out(engine(accepted["home"], "runs", "show", RUN_ID, "--json"))
+    timing = {m["stage"]: m["value"] for m in shown["metrics"] if m["name"] == "seconds_per_example"}
+    assert set(timing) == {"sft", "dpo"} and all(0 < value < 60 for value in timing.values())
+
+
 def test_existing_run_id_is_refused_and_nothing_is_overwritten(accepted):
     run = folder(accepted["home"], RUN_ID)
     config, log = (run / "config.json").read_bytes(), (run / "events.jsonl").read_bytes()

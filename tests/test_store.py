@@ -100,3 +100,42 @@ def test_two_writer_processes_and_a_polling_reader_lose_nothing(tmp_path):
     assert len(store.past_runs()) == 2 * per_writer
     assert polls > 0
     assert json.loads(json.dumps(runs))  # rows are plain JSON-able data
+
+
+def _timed(store, run_id, model, status="finished", **seconds):
+    _create(store, run_id, model=model)
+    for stage, value in seconds.items():
+        store.add_metric(run_id, stage, "train_loss", 1.0)
+        store.add_metric(run_id, stage, "seconds_per_example", value)
+    store.finish_run(run_id, status=status, score=0.1, metric="exact_match", results={})
+
+
+def test_seconds_per_example_is_the_median_of_finished_runs_of_the_same_model(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert store.seconds_per_example("Llama-3.1-8B (base)") == {}
+    _timed(store, "a", "meta-llama/Llama-3.1-8B", sft=0.5, dpo=2.0)
+    _timed(store, "b", "Llama-3.1-8B (base)", sft=0.9, dpo=3.0)
+    _timed(store, "c", "llama-3.1-8b", sft=0.6)
+    _timed(store, "failed", "Llama-3.1-8B", status="failed", sft=50.0, dpo=50.0)
+    _timed(store, "other", "Qwen2.5-7B", sft=7.0, dpo=7.0)
+    _create(store, "running", model="Llama-3.1-8B")
+    store.add_metric("running", "sft", "seconds_per_example", 60.0)
+    assert store.seconds_per_example("Llama-3.1-8B (base)") == {"sft": 0.6, "dpo": 2.5}
+    assert store.timed_runs("Llama-3.1-8B") == 3
+    assert store.seconds_per_example("Qwen2.5-7B (base)") == {"sft": 7.0, "dpo": 7.0}
+    assert store.seconds_per_example("Mistral-7B") == {} and store.timed_runs("Mistral-7B") == 0
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    (dict(steps=4, start_step=0, batch=16, n_examples=32, epochs=2.0), 80 / 64),  # the whole schedule
+    (dict(steps=4, start_step=0, batch=16, n_examples=20, epochs=2.0), 80 / 40),  # short last steps
+    (dict(steps=2, start_step=0, batch=16, n_examples=1000, epochs=2.0, max_steps=2), 80 / 32),  # capped
+    (dict(steps=4, start_step=0, batch=16, n_examples=16, epochs=2.0, max_steps=4), 80 / 64),  # data cycled
+    (dict(steps=4, start_step=3, batch=16, n_examples=32, epochs=2.0), 80 / 16),  # resumed at step 3
+    (dict(steps=4, start_step=4, batch=16, n_examples=32, epochs=2.0), None),  # nothing left to train
+])
+def test_seconds_per_example_counts_the_examples_actually_seen(kwargs, expected):
+    from engine.compute import seconds_per_example_seen
+
+    assert seconds_per_example_seen(80.0, **kwargs) == (None if expected is None else pytest.approx(expected))
+    assert seconds_per_example_seen(None, **kwargs) is None

@@ -23,10 +23,10 @@ LLAMA = PlanInputs(task="gsm8k_math", model="Llama-3.1-8B (base)", budget=5000.0
 SIZE = (120, 40)
 
 
-def advisor_says(inputs: PlanInputs):
+def advisor_says(inputs: PlanInputs, sft_cost: float | None = None, pft_cost: float | None = None):
     return Advisor().fit(load_past_runs()).recommend(
-        inputs.task, inputs.model, inputs.budget, inputs.sft_cost, inputs.pft_cost, params_b=inputs.params_b,
-        base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
+        inputs.task, inputs.model, inputs.budget, sft_cost or inputs.sft_cost, pft_cost or inputs.pft_cost,
+        params_b=inputs.params_b, base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
 
 
 async def advised(pilot, inputs: PlanInputs | None = None):
@@ -169,12 +169,72 @@ def test_the_iso_score_view_draws_the_grid_and_launch_confirms_the_exact_command
     asyncio.run(main())
 
 
+def _timed_run(home, run_id: str, model: str, **seconds) -> None:
+    """A finished run of `model` on this machine with its measured seconds per example seen."""
+    from engine.store import RunStore
+
+    store = RunStore()
+    store.create_run(run_id, task="gsm8k_math", model=model, params_b=8.0, n_sft=16, n_pft=16, config={},
+                     run_dir=str(home / "runs" / run_id), pid=1)
+    for stage, value in seconds.items():
+        store.add_metric(run_id, stage, "seconds_per_example", value)
+    store.finish_run(run_id, status="finished", score=0.3, metric="gsm8k_test_accuracy", results={})
+
+
+def test_a_gpu_hour_price_adds_the_measured_gpu_time_to_each_price(home):
+    _timed_run(home, "a", "meta-llama/Llama-3.1-8B", sft=0.5, dpo=2.0)
+    _timed_run(home, "b", "Llama-3.1-8B (base)", sft=0.7, dpo=3.0)
+
+    async def main():
+        app = BudgetApp(LLAMA, engine_cmd=["my-engine"])
+        async with app.run_test(size=SIZE) as pilot:
+            plain = await advised(pilot, LLAMA)
+            await retype(pilot, "gpu_hour_price", "300")
+            wanted = PlanInputs(**{**LLAMA.__dict__, "gpu_hour_price": 300.0})
+            advice = await advised(pilot, wanted)
+            hours_sft, hours_pft = 0.6 * 2 / 3600, 2.5 * 2 / 3600  # medians × the engine's 2 epochs
+            expected = advisor_says(wanted, 1.0 + 300 * hours_sft, 0.5 + 300 * hours_pft)
+            assert advice.split == (expected.n_sft, expected.n_pft) != plain.split
+            hours = expected.n_sft * hours_sft + expected.n_pft * hours_pft
+            assert advice.forecast["forecast_hours"] == pytest.approx(hours)
+            forecast = f"+ {hours:,.2f} GPU-hours × 300 = {300 * hours:,.2f} forecast (measured on 2 of your runs"
+            assert forecast in screen_text(app) and f"on labels + {300 * hours:,.2f} on GPU time" in screen_text(app)
+            assert not app.screen.query_one("#why-gpu_hour_price").has_class("-shown")
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
+            assert app.screen.launch.forecast == advice.forecast
+            assert "GPU time" in screen_text(app) and forecast in screen_text(app)
+
+    asyncio.run(main())
+
+
+def test_an_unmeasured_model_shows_why_beside_the_price_and_advises_without_it(home):
+    _timed_run(home, "sft-only", "Llama-3.1-8B", sft=0.6)  # a DPO time is never guessed from SFT's
+
+    async def main():
+        app = BudgetApp(LLAMA)
+        async with app.run_test(size=SIZE) as pilot:
+            await advised(pilot, LLAMA)
+            await retype(pilot, "gpu_hour_price", "300")
+            wanted = PlanInputs(**{**LLAMA.__dict__, "gpu_hour_price": 300.0})
+            advice = await advised(pilot, wanted)
+            expected = advisor_says(LLAMA)
+            assert advice.split == (expected.n_sft, expected.n_pft) and advice.forecast is None
+            reason = app.screen.query_one("#why-gpu_hour_price")
+            assert reason.has_class("-shown")
+            assert "no DPO stage of 'Llama-3.1-8B (base)' has been timed on this machine" in str(reason.render())
+            assert "GPU time left out: no DPO stage" in screen_text(app)
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("flags, problem", [
     (["--budget", "nan"], "budget"),
     (["--sft-cost", "-1"], "sft-cost"),
     (["--pft-cost", "abc"], "not a number"),
     (["--base-score", "1.5"], "between 0 and 1"),
     (["--budget", "100", "--compute-price", "100"], "leaves nothing"),
+    (["--gpu-hour-price", "-2"], "gpu-hour-price"),
     (["--attach", "../etc"], "invalid run id"),
     (["--attach", "no-such-run"], "no events file"),
     (["--bogus"], "unrecognized arguments"),
@@ -193,6 +253,7 @@ def test_flags_override_the_defaults_they_name():
     assert inputs == PlanInputs(DEFAULT_INPUTS.task, DEFAULT_INPUTS.model, 1000.0, DEFAULT_INPUTS.sft_cost, 2.0,
                                 compute_price=10.0)
     assert parse_args([])[0] == DEFAULT_INPUTS
+    assert parse_args(["--gpu-hour-price", "2.5"])[0].gpu_hour_price == 2.5
 
 
 def test_validation_reasons_per_field():

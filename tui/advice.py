@@ -1,5 +1,7 @@
 """The advisor as the plan screen uses it: fitted once (and again after each run) on every past
-run, then asked for a recommendation and an iso-score grid, always from a worker thread.
+run, then asked for a recommendation and an iso-score grid, always from a worker thread. With a
+GPU-hour price, the labels' prices include their measured GPU time (`engine.compute`), read from
+the store at each question so a run that just finished counts at once.
 
 `Planner` swaps in a newly fitted advisor in one assignment, so a question asked while a refit is
 running gets a whole answer from the old fit rather than a mix of the two. The advisor (numpy,
@@ -12,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from engine.compute import ComputePrice, effective_costs, measured_price
+from engine.errors import UserError
 from tui.inputs import PlanInputs
 
 if TYPE_CHECKING:
@@ -43,11 +47,24 @@ class IsoGrid:
 
 @dataclass(frozen=True)
 class Advice:
-    """A recommendation for `inputs` and the numbers behind its plots."""
+    """A recommendation for `inputs` and the numbers behind its plots; `compute` is the GPU-hour
+    price it was bought with, or None with `compute_problem` saying why the price was left out."""
 
     inputs: PlanInputs
     recommendation: Recommendation
     n_local: int
+    compute: ComputePrice | None = None
+    compute_problem: str = ""
+
+    @property
+    def costs(self) -> tuple[float, float]:
+        """The prices this advice split the budget on: the labels' own, plus GPU time when priced."""
+        return effective_costs(self.inputs.sft_cost, self.inputs.pft_cost, self.compute)
+
+    @property
+    def forecast(self) -> dict | None:
+        """GPU hours and their cost for the recommended split, when priced."""
+        return self.compute.forecast(*self.split) if self.compute else None
 
     @property
     def n_runs(self) -> int:
@@ -97,10 +114,16 @@ class Planner:
     def advise(self, inputs: PlanInputs) -> Advice:
         """The recommended split for `inputs` (AdvisorError, a ValueError, when it refuses them)."""
         advisor, fitted = self._current()
-        recommendation = advisor.recommend(inputs.task, inputs.model, inputs.budget, inputs.sft_cost,
-                                           inputs.pft_cost, params_b=inputs.params_b, base_score=inputs.base_score,
-                                           compute_cost=inputs.compute_price or 0.0)
-        return Advice(inputs, recommendation, fitted.n_local)
+        compute, problem = None, ""
+        if inputs.gpu_hour_price is not None:
+            try:
+                compute = measured_price(inputs.gpu_hour_price, inputs.task, inputs.model)
+            except UserError as exc:
+                problem = str(exc)
+        costs = effective_costs(inputs.sft_cost, inputs.pft_cost, compute)
+        recommendation = advisor.recommend(inputs.task, inputs.model, inputs.budget, *costs, params_b=inputs.params_b,
+                                           base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
+        return Advice(inputs, recommendation, fitted.n_local, compute, problem)
 
     def predict(self, task: str, model: str, n_sft: int, n_pft: int, params_b: float | None = None,
                 base_score: float | None = None) -> tuple[float, float, float]:
@@ -108,12 +131,13 @@ class Planner:
         mean, lo, hi = advisor.predict(task, model, n_sft, n_pft, params_b=params_b, base_score=base_score)
         return float(mean), float(lo), float(hi)
 
-    def iso_grid(self, inputs: PlanInputs) -> IsoGrid:
+    def iso_grid(self, advice: Advice) -> IsoGrid:
         """Predicted score over (n_sft, n_pft) from nothing to a little past the budget line."""
         import numpy as np
 
         advisor, _ = self._current()
-        sfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.sft_cost, GRID_SHAPE[0])
-        pfts = np.linspace(0, GRID_REACH * inputs.label_budget / inputs.pft_cost, GRID_SHAPE[1])
+        inputs, money, (sft_cost, pft_cost) = advice.inputs, advice.recommendation.label_budget, advice.costs
+        sfts = np.linspace(0, GRID_REACH * money / sft_cost, GRID_SHAPE[0])
+        pfts = np.linspace(0, GRID_REACH * money / pft_cost, GRID_SHAPE[1])
         return IsoGrid(sfts, pfts, advisor.score_grid(inputs.task, inputs.model, sfts, pfts,
                                                        base_score=inputs.base_score))

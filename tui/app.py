@@ -76,8 +76,10 @@ class BudgetApp(App):
         self.plan_screen.post_message(AdvisorFitted(fitted.tasks, fitted.models))
 
     # --- runs -----------------------------------------------------------------------------
-    def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float]) -> Launch:
-        return build_launch(inputs, n_sft, n_pft, prediction, self.new_id(), self.engine_cmd, self.run_args)
+    def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float],
+                   forecast: dict | None = None) -> Launch:
+        return build_launch(inputs, n_sft, n_pft, prediction, self.new_id(), self.engine_cmd, self.run_args,
+                            forecast)
 
     def start_run(self, launch: Launch) -> None:
         """Start the engine child for `launch` and show its run screen."""

@@ -12,7 +12,8 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class PlanInputs:
-    """What the user plans: the money, the two label prices and where it will be spent."""
+    """What the user plans: the money, the two label prices and where it will be spent. A GPU-hour
+    price adds each example's measured GPU time to its price (`engine.compute`)."""
 
     task: str
     model: str
@@ -22,6 +23,7 @@ class PlanInputs:
     params_b: float | None = None
     base_score: float | None = None
     compute_price: float | None = None
+    gpu_hour_price: float | None = None
 
     @property
     def label_budget(self) -> float:
@@ -85,6 +87,8 @@ FIELDS: tuple[Field, ...] = (
     Field("sft_cost", "Cost per SFT example", parse_positive, placeholder="e.g. 1.0"),
     Field("pft_cost", "Cost per preference pair", parse_positive, placeholder="e.g. 0.5"),
     Field("compute_price", "Compute spend (optional)", parse_non_negative, False, "money taken off the budget"),
+    Field("gpu_hour_price", "GPU-hour price (optional)", parse_non_negative, False,
+          "adds each example's GPU time"),
     Field("params_b", "Model size, B params (optional)", parse_positive, False, "from past runs if known"),
     Field("base_score", "Base model score (optional)", parse_fraction, False, "0–1, if measured"),
 )

@@ -31,6 +31,7 @@ class Launch:
     n_sft: int
     n_pft: int
     prediction: tuple[float, float, float]
+    forecast: dict | None = None  # GPU time, from `engine.compute.ComputePrice.forecast`
 
     @property
     def command_line(self) -> str:
@@ -42,7 +43,8 @@ class Launch:
 
 
 def build_launch(inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float], run_id: str,
-                 prefix: list[str] | None = None, run_args: list[str] | tuple[str, ...] = ()) -> Launch:
+                 prefix: list[str] | None = None, run_args: list[str] | tuple[str, ...] = (),
+                 forecast: dict | None = None) -> Launch:
     argv = [*(prefix or engine_prefix()), "run", "--task", inputs.task, "--model", inputs.model,
             "--n-sft", str(n_sft), "--n-pft", str(n_pft), "--events-stdout", "--run-id", run_id, *run_args]
-    return Launch(run_id, argv, inputs, n_sft, n_pft, prediction)
+    return Launch(run_id, argv, inputs, n_sft, n_pft, prediction, forecast)

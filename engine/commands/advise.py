@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="price of one preference pair")
     parser.add_argument("--compute-cost", type=_checked(non_negative, "the compute cost"), default=0.0, metavar="X",
                         help="money spent on GPU time, taken off the budget before buying labels")
+    parser.add_argument("--gpu-hour-price", type=_checked(non_negative, "the GPU-hour price"), metavar="P",
+                        help="price of one GPU-hour: adds the GPU time each example needs, measured by your "
+                             "finished runs of this model, to its price, and forecasts the hours")
     parser.add_argument("--base-score", type=_checked(fraction, "the base score"), metavar="S",
                         help="the untrained model's score on the task (0-1); anchors the curve")
     parser.add_argument("--runs", nargs="+", type=Path, metavar="FILE",
@@ -63,30 +66,35 @@ def register(sub: argparse._SubParsersAction) -> None:
 def advise(args: argparse.Namespace) -> int:
     from advisor import Advisor
     from advisor.records import parse_params_b
+    from engine.compute import effective_costs, measured_price
     from engine.errors import UserError
     from engine.past_runs import load_past_runs
 
     params_b = args.params_b or parse_params_b(args.model)
     if params_b is None:
         raise UserError(f"--params-b is needed: the model name {args.model!r} states no size (e.g. 8 for an 8B model)")
+    price = None if args.gpu_hour_price is None else measured_price(args.gpu_hour_price, args.task, args.model)
+    sft_cost, pft_cost = effective_costs(args.sft_cost, args.pft_cost, price)
     runs = load_past_runs(args.runs)
-    rec = Advisor().fit(runs).recommend(args.task, args.model, args.budget, args.sft_cost, args.pft_cost,
+    rec = Advisor().fit(runs).recommend(args.task, args.model, args.budget, sft_cost, pft_cost,
                                         params_b=params_b, base_score=args.base_score, ratios=args.ratios,
                                         compute_cost=args.compute_cost)
+    compute = price.forecast(rec.n_sft, rec.n_pft) if price else None
     if args.json:
         import json
 
-        print(json.dumps(rec.to_dict() | {"params_b": params_b}))
+        print(json.dumps(rec.to_dict() | {"params_b": params_b} | ({"compute": compute} if compute else {})))
     else:
-        _show(rec, args)
+        _show(rec, args, compute)
     return 0
 
 
-def _show(rec, args) -> None:
+def _show(rec, args, compute: dict | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{args.task} · {args.model} · {rec.label_budget:,.2f} for labels",
+    table = Table(title=f"{args.task} · {args.model} · {rec.label_budget:,.2f} for labels"
+                       + (" and their GPU time" if compute else ""),
                   caption=f"predicted score; fitted on {rec.n_past_runs} past runs", title_justify="left")
     for column in ("", "SFT", "pairs", "SFT share", "score", "80% interval", "vs rec."):
         table.add_column(column, justify="left" if not column else "right")
@@ -100,6 +108,11 @@ def _show(rec, args) -> None:
                       style="bold cyan" if point is rec else None)
     console = Console()
     console.print(table)
+    if compute:
+        console.print(f"GPU time for the recommended split: {compute['forecast_hours']:,.2f} hours × "
+                      f"{compute['gpu_hour_price']:g} = {compute['forecast_cost']:,.2f}, included in the budget "
+                      f"(measured on {compute['measured_runs']} of your runs, {compute['epochs']:g} epochs)",
+                      highlight=False)
     for warning in rec.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print()
@@ -128,4 +141,5 @@ def _plot(rec) -> str:
     lines = [f"{top - i * span / (PLOT_HEIGHT - 1):6.3f} │" + "".join(cells) for i, cells in enumerate(grid)]
     lines.append(" " * 7 + "└" + "─" * PLOT_WIDTH)
     lines.append(" " * 8 + "0% SFT" + " " * (PLOT_WIDTH - 25) + "SFT share of examples  100%")
-    return "predicted score along the budget line\n" + "\n".join(lines)
+    legend = "score along the budget line:  [blue]●[/] predicted  [dim]·[/] 80% interval  [bold cyan]R[/] recommended"
+    return legend + "\n" + "\n".join(lines)

@@ -22,7 +22,8 @@ class IsoScorePlot(PlotextPlot):
     BORDER_TITLE = "Iso-score curves · x SFT examples · y preference pairs"
 
     def show(self, advice: Advice, grid: IsoGrid) -> None:
-        inputs, best = advice.inputs, advice.prediction[0]
+        best = advice.prediction[0]
+        money, (sft_cost, pft_cost) = advice.recommendation.label_budget, advice.costs  # GPU time included
         plt = self.plt
         plt.clear_figure()
         drawn = [level for level in levels(grid) if abs(level - best) > 0.005]
@@ -33,10 +34,8 @@ class IsoScorePlot(PlotextPlot):
         xs, ys = crossings(grid.n_sft, grid.n_pft, grid.scores, best)
         if len(xs):
             plt.scatter(xs.tolist(), ys.tolist(), marker="braille", color=CYAN)
-        top_sft = inputs.label_budget / inputs.sft_cost
-        line_x = np.linspace(0, top_sft, 60)
-        plt.plot(line_x.tolist(), ((inputs.label_budget - line_x * inputs.sft_cost) / inputs.pft_cost).tolist(),
-                 marker="braille", color=WHITE)
+        line_x = np.linspace(0, money / sft_cost, 60)
+        plt.plot(line_x.tolist(), ((money - line_x * sft_cost) / pft_cost).tolist(), marker="braille", color=WHITE)
         n_sft, n_pft = advice.split
         plt.scatter([n_sft], [n_pft], marker="●", color=CYAN)
         plt.xlim(0, float(grid.n_sft[-1]))

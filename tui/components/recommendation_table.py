@@ -1,6 +1,6 @@
 """The recommendation in words and numbers: the split to buy, its predicted score and interval,
 and the same for SFT-only and the paper's rule of thumb at the same money, with the advisor's
-warnings and how many past runs it stands on."""
+warnings and how many past runs it stands on; with a GPU-hour price, the forecast GPU time."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def comparison(advice: Advice) -> Table:
     return table
 
 
+def forecast_text(forecast: dict) -> Text:
+    """The GPU time a split needs, its cost, and what the hours were measured on."""
+    return Text(f"+ {forecast['forecast_hours']:,.2f} GPU-hours × {forecast['gpu_hour_price']:g} = "
+                f"{forecast['forecast_cost']:,.2f} forecast (measured on {forecast['measured_runs']} of your runs, "
+                f"{forecast['epochs']:g} epochs)", style="dim")
+
+
 class RecommendationView(Static):
     """Shows one `Advice`, or why there is none (invalid inputs, the advisor's refusal)."""
 
@@ -58,9 +65,15 @@ class RecommendationView(Static):
             (" preference pairs  →  ", ""), (f"{mean:.3f}", "bold"), (f" ({lo:.3f}–{hi:.3f})", "dim"),
         )
         spend = n_sft * advice.inputs.sft_cost + n_pft * advice.inputs.pft_cost
-        detail = Text(f"spends {spend:,.2f} of {rec.label_budget:,.2f} on labels · "
-                      f"{100 * rec.sft_ratio:.0f}% of the examples are SFT", style="dim")
-        parts = [headline, detail, Text(""), comparison(advice)]
+        spent = (f"{spend:,.2f} on labels + {advice.forecast['forecast_cost']:,.2f} on GPU time of "
+                 f"{rec.label_budget:,.2f}" if advice.forecast else f"{spend:,.2f} of {rec.label_budget:,.2f} on labels")
+        detail = Text(f"spends {spent} · {100 * rec.sft_ratio:.0f}% of the examples are SFT", style="dim")
+        parts = [headline, detail]
+        if advice.forecast:
+            parts.append(forecast_text(advice.forecast))
+        parts += [Text(""), comparison(advice)]
+        if advice.compute_problem:
+            parts.append(Text(f"⚠ GPU time left out: {advice.compute_problem}", style="yellow"))
         for warning in rec.warnings:
             parts.append(Text(f"⚠ {warning}", style="yellow"))
         self.update(Group(*parts))

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.components.recommendation_table import forecast_text
 from tui.launch import Launch
 
 
@@ -25,6 +26,8 @@ def launch_summary(launch: Launch) -> Table:
     table.add_row("SFT examples", f"{launch.n_sft:,}  × {inputs.sft_cost:g}")
     table.add_row("preference pairs", f"{launch.n_pft:,}  × {inputs.pft_cost:g}")
     table.add_row("label spend", f"{launch.spend:,.2f} of {inputs.label_budget:,.2f}")
+    if launch.forecast:
+        table.add_row("GPU time", forecast_text(launch.forecast))
     table.add_row("predicted score", f"{mean:.3f}  ({lo:.3f}–{hi:.3f}, 80% interval)")
     table.add_row("other settings", "the engine's defaults (`engine run --help`), plus any flags in the command")
     return table

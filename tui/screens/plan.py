@@ -102,7 +102,7 @@ class PlanScreen(Screen):
             return
         self.post_message(AdviceReady(advice))
         if with_grid:
-            self.post_message(GridReady(inputs, planner.iso_grid(inputs)))
+            self.post_message(GridReady(inputs, planner.iso_grid(advice)))
 
     @on(AdviceReady)
     def _advice_ready(self, message: AdviceReady) -> None:
@@ -110,6 +110,7 @@ class PlanScreen(Screen):
         if advice.inputs != self.inputs:
             return
         self.advice, self.refusal = advice, ""
+        self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
         self.query_one(RecommendationView).show(advice)
         self.query_one(BudgetLinePlot).show(advice)
         if self.grid is not None and self.grid[0] == advice.inputs:
@@ -153,7 +154,7 @@ class PlanScreen(Screen):
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
-        launch = self.app.new_launch(self.inputs, *self.advice.split, self.advice.prediction)
+        launch = self.app.new_launch(self.inputs, *self.advice.split, self.advice.prediction, self.advice.forecast)
 
         def confirmed(go: bool | None) -> None:
             if go:
