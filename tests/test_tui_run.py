@@ -175,14 +175,20 @@ def test_past_runs_list_the_store_and_open_one_from_its_events_file(home):
     asyncio.run(main())
 
 
-def test_attach_follows_a_run_started_elsewhere_until_it_ends(home):
-    run_id = "elsewhere-1"
+def write_events(run_id: str, events: list[dict]) -> Path:
+    """A run folder holding `events` as its events file, as a run started elsewhere leaves it."""
     folder = run_dir(run_id)
     folder.mkdir(parents=True)
+    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return folder
+
+
+def test_attach_follows_a_run_started_elsewhere_until_it_ends(home):
+    run_id = "elsewhere-1"
     config = {"task": "gsm8k_math", "model": "Llama-3.1-8B (base)", "n_sft": 100, "n_pft": 300}
     events = timed(run_id, canned_events(config, "ok"), start=time.time())
     first, rest = events[:10], events[10:]
-    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in first))
+    folder = write_events(run_id, first)
     (folder / "engine.log").write_text("loading model from the cache\n")
 
     async def main():
@@ -302,11 +308,9 @@ def test_a_real_engine_run_on_the_tiny_model(home):
 
 def test_a_run_without_preference_pairs_says_it_has_no_dpo_stage(home):
     run_id = "sft-only-1"
-    folder = run_dir(run_id)
-    folder.mkdir(parents=True)
     config = {"task": "gsm8k_math", "model": "Llama-3.1-8B (base)", "n_sft": 100, "n_pft": 0}
     events = [e for e in canned_events(config, "ok") if e[1].get("stage") != "dpo"]
-    (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in timed(run_id, events, time.time())))
+    write_events(run_id, timed(run_id, events, start=time.time()))
 
     async def main():
         app = BudgetApp(PLAN, attach=run_id)

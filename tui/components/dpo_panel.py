@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from textual_plotext import PlotextPlot
-
-from tui.components.plotting import AMBER, GREEN, swatch, thin, ticks
+from tui.components.plotting import AMBER, GREEN, StepPlot, swatch, thin, ticks
 from tui.runstate import StageProgress
 
 ACCURACY, MARGIN = "rewards/accuracies", "rewards/margins"
 
 
-class DpoPanel(PlotextPlot):
+class DpoPanel(StepPlot):
     """Reward accuracy (left axis, 0–1) and reward margin (right axis) against DPO step."""
 
     BORDER_TITLE = "DPO rewards"
     BORDER_SUBTITLE = f"{swatch(GREEN, '━')} accuracy (left)  {swatch(AMBER, '━')} margin (right)"
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self._drawn: tuple | None = None
-
-    def on_mount(self) -> None:
-        self.show(None)
-
     def show(self, progress: StageProgress | None, absent: str | None = None) -> None:
         """Redraw with the DPO stage's rewards; `absent` says why a run has no DPO stage."""
         rewards = progress.rewards if progress is not None else {}
-        key = (absent, *(len(rewards.get(k, ())) for k in (ACCURACY, MARGIN)))
-        if key == self._drawn:
+        if not self.begin((absent, *(len(rewards.get(k, ())) for k in (ACCURACY, MARGIN)))):
             return
-        self._drawn = key
         plt = self.plt
-        plt.clear_figure()
-        plt.xlabel("step")
         if not rewards.get(ACCURACY) and not rewards.get(MARGIN):
             plt.title(absent or "no DPO steps yet")
             self.refresh()

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from textual_plotext import PlotextPlot
-
-from tui.components.plotting import BLUE, PINK, thin, ticks
+from tui.components.plotting import BLUE, PINK, StepPlot, thin, ticks
 from tui.runstate import StageProgress
 
 STAGE_TITLES = {"sft": "SFT loss", "dpo": "DPO loss"}
 
 
-class LossPlot(PlotextPlot):
+class LossPlot(StepPlot):
     """Loss against optimizer step, the x axis spanning the stage's planned steps."""
 
     def __init__(self, stage: str, **kwargs):
         super().__init__(**kwargs)
         self.stage = stage
         self.border_title = STAGE_TITLES[stage]
-        self._drawn: tuple | None = ()
-
-    def on_mount(self) -> None:
-        self.show(None)
 
     def show(self, progress: StageProgress | None, absent: str | None = None) -> None:
         """Redraw with the stage's progress; `absent` says why a run has no such stage."""
-        key = (absent,) if progress is None else (len(progress.loss), progress.total_steps)
-        if key == self._drawn:
+        if not self.begin((absent,) if progress is None else (len(progress.loss), progress.total_steps)):
             return
-        self._drawn = key
         plt = self.plt
-        plt.clear_figure()
-        plt.xlabel("step")
         if progress is None or not progress.loss:
             plt.title(absent or "waiting for the first step")
         else:

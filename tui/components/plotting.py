@@ -6,6 +6,7 @@ can come out purple), and the legends in the border subtitles must match the lin
 from __future__ import annotations
 
 import numpy as np
+from textual_plotext import PlotextPlot
 
 RGB = tuple[int, int, int]
 BLUE: RGB = (88, 166, 255)
@@ -68,3 +69,25 @@ def crossings(xs: np.ndarray, ys: np.ndarray, z: np.ndarray, level: float) -> tu
     i, j = np.nonzero(hit)
     along_x = (xs[i] + t[i, j] * (xs[i + 1] - xs[i]), ys[j])
     return np.concatenate([along_y[0], along_x[0]]), np.concatenate([along_y[1], along_x[1]])
+
+
+class StepPlot(PlotextPlot):
+    """A plot against training step, redrawn only when what it shows has changed: the run screen
+    ticks four times a second, and most ticks bring nothing new for a given panel."""
+
+    _drawn: object = None
+
+    def on_mount(self) -> None:
+        self.show(None)  # an empty frame with its title until the first event
+
+    def show(self, progress, absent: str | None = None) -> None:
+        raise NotImplementedError
+
+    def begin(self, key: object) -> bool:
+        """Start a fresh figure for `key`; False (and nothing to do) when `key` is already drawn."""
+        if key == self._drawn:
+            return False
+        self._drawn = key
+        self.plt.clear_figure()
+        self.plt.xlabel("step")
+        return True
