@@ -8,16 +8,9 @@ import importlib
 import sys
 
 from advisor.errors import AdvisorError
-from engine.errors import UserError
+from engine.errors import OneLineParser, UserError
 
 COMMANDS = ("advise", "run", "resume", "runs")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr and exit 2 (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 from engine.home import models_dir
 
 TINY_DIR = "tiny"
@@ -89,7 +89,7 @@ def safetensors_param_count(folder: Path) -> int | None:
                 header = json.loads(fh.read(size))
             total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
         except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
-            raise UserError(f"{file} is not a readable safetensors file: {_first_line(exc)}") from None
+            raise UserError(f"{file} is not a readable safetensors file: {first_line(exc)}") from None
     return total
 
 
@@ -248,7 +248,7 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
         )
         tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, SafetensorError) as exc:
-        raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {_first_line(exc)}") from None
+        raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {first_line(exc)}") from None
     warnings += _complete_tokenizer(tokenizer, model)
     model.load_warnings = warnings
     return model, tokenizer
@@ -258,7 +258,7 @@ def bitsandbytes_problem() -> str | None:
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # broken native libraries raise all sorts of errors
-        return _first_line(exc)
+        return first_line(exc)
     return None
 
 
@@ -293,8 +293,3 @@ def count_linear4bit(model) -> int:
     import bitsandbytes as bnb
 
     return sum(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

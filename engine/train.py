@@ -25,7 +25,7 @@ from pathlib import Path
 from engine import checkpoints, compute
 from engine.callbacks import StageEvents, StopWhenAsked
 from engine.config import RunConfig, from_dict, with_split
-from engine.errors import UserError
+from engine.errors import UserError, first_line
 from engine.events import EventWriter, read_events
 from engine.home import check_run_id, inside, new_run_id, run_dir
 from engine.lifecycle import Heartbeat, PipeOut, StopSignal
@@ -120,7 +120,7 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
     except BaseException as exc:
         logs.close()
         if isinstance(exc, Exception) and _disk_full(exc):
-            raise UserError(DISK_FULL_MESSAGE.format(_first_line(exc))) from None
+            raise UserError(DISK_FULL_MESSAGE.format(first_line(exc))) from None
         raise
     return run.execute()
 
@@ -292,8 +292,8 @@ class Run:
         except Exception as exc:
             self.logs.write(traceback.format_exc())
             if _disk_full(exc):
-                return self._fail(DISK_FULL_MESSAGE.format(_first_line(exc)), "user", 2)
-            return self._fail(f"{type(exc).__name__}: {_first_line(exc)}", "internal", 1)
+                return self._fail(DISK_FULL_MESSAGE.format(first_line(exc)), "user", 2)
+            return self._fail(f"{type(exc).__name__}: {first_line(exc)}", "internal", 1)
         finally:
             self.stop.uninstall()
             self.events.close()
@@ -435,8 +435,3 @@ def _disk_full(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from assets import ASSETS_DIR
-from engine.errors import UserError
+from engine.errors import OneLineParser, UserError
 from engine.home import check_run_id, new_run_id, run_dir
 from tui.advice import Planner
 from tui.child import EngineChild, stderr_capture
@@ -147,13 +147,6 @@ class BudgetApp(App):
 
 
 # --- the command line -------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """A bad flag is one line on stderr and exit 2, never a usage dump or a traceback."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _flag_type(name: str) -> Callable[[str], object]:
     def convert(text: str) -> object:
         try:
@@ -169,7 +162,7 @@ FLAG_ALIASES = {"compute_price": ["--compute-cost"]}  # the name `engine advise`
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="budgettui", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="budgettui", description=__doc__.split("\n\n")[0])
     for spec in FIELDS:
         flags = ["--" + spec.name.replace("_", "-"), *FLAG_ALIASES.get(spec.name, [])]
         parser.add_argument(*flags, dest=spec.name, type=_flag_type(spec.name),
