@@ -35,15 +35,15 @@ ACCEPTANCE_ARGS = ["--task", "gsm8k_math", "--model", "tiny", "--n-sft", "32", "
 def bare_trl(out_dir: str, lora_dtype: str) -> None:
     """The baseline: what a user would write with TRL alone for the same SFT→DPO. With
     lora_dtype "fp32" the LoRA weights are put back to fp32 after TRL's QLoRA cast to bf16, as
-    `engine.stages` does, so both sides compute the same; "bf16" keeps TRL's cast."""
+    `engine.training.stages` does, so both sides compute the same; "bf16" keeps TRL's cast."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    from engine.models import resolve_model
-    from engine.tasks import get_task, select
+    from engine.training.models import resolve_model
+    from engine.tasks.catalog import get_task, select
 
     path = resolve_model("tiny").path
     splits = select(get_task("gsm8k_math"), N_SFT, N_PFT, 1, SHARED["seed"])
@@ -112,7 +112,7 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="bench-engine-")
     env = {**os.environ, "BUDGETTUI_HOME": home, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", "from engine.models import resolve_model; resolve_model('tiny')"],
+    subprocess.run([sys.executable, "-c", "from engine.training.models import resolve_model; resolve_model('tiny')"],
                    cwd=ROOT, env=env, check=True)
     python = sys.executable
     commands = {
@@ -155,8 +155,8 @@ alternated for {repeats} rounds (order reversed every other round). `engine run`
 events, the store and its heartbeat, marks checkpoints complete, evaluates base/SFT/DPO (here
 on 1 example, 1 new token) and loads the base once more for evaluation; it also moves the
 imported libraries' objects out of the garbage collector's view (`gc.freeze`, see
-`engine/train.py`), which makes the full collections (its own and the Trainer's) nearly free. "bare TRL" keeps the
-LoRA weights in fp32 as the engine does (`engine/stages.py`), so the two compute the same;
+`engine/training/train.py`), which makes the full collections (its own and the Trainer's) nearly free. "bare TRL" keeps the
+LoRA weights in fp32 as the engine does (`engine/training/stages.py`), so the two compute the same;
 the third row leaves TRL's QLoRA cast of the LoRA weights to bf16 in place, for reference.
 
 | | median wall (s) | median peak RSS (MiB) | wall per round (s) | peak RSS per round (MiB) |

@@ -19,9 +19,9 @@ import tempfile
 CHILD = r"""
 import json, resource, sys, time
 start = time.perf_counter()
-from engine.models import resolve_model, load_model, count_linear4bit
-from engine.tasks import get_task, select
-from engine.evaluate import evaluate
+from engine.training.models import resolve_model, load_model, count_linear4bit
+from engine.tasks.catalog import get_task, select
+from engine.tasks.evaluate import evaluate
 what, name, quant = sys.argv[1:4]
 out = {}
 t = time.perf_counter(); spec = resolve_model(name); out["resolve_s"] = time.perf_counter() - t

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from advisor.errors import AdvisorError
-from engine.errors import OneLineParser, UserError
+from engine.record.errors import OneLineParser, UserError
 
 COMMANDS = ("advise", "run", "resume", "runs")
 

@@ -18,7 +18,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_spec(tmp_path_factory):
     """ModelSpec of the tiny Llama, built once into a session folder (its path is absolute)."""
-    from engine.models import resolve_model
+    from engine.training.models import resolve_model
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BUDGETTUI_HOME", str(tmp_path_factory.mktemp("tiny-home")))
@@ -30,7 +30,7 @@ def tiny_4bit(tiny_spec):
     """(model, tokenizer): the tiny Llama in real bitsandbytes NF4 on CPU. Read-only: do not train it."""
     import torch
 
-    from engine.models import load_model
+    from engine.training.models import load_model
 
     torch.set_num_threads(1)
     return load_model(tiny_spec, quant="auto", device="cpu")

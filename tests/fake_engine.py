@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.events import SCHEMA_VERSION, EventWriter  # noqa: E402
-from engine.home import run_dir  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.record.events import SCHEMA_VERSION, EventWriter  # noqa: E402
+from engine.record.home import run_dir  # noqa: E402
+from engine.record.store import RunStore  # noqa: E402
 
 SFT_STEPS, DPO_STEPS = 24, 16
 METRIC = "gsm8k_accuracy"

@@ -36,7 +36,7 @@ def folder(home: Path, run_id: str) -> Path:
 
 
 def events(home: Path, run_id: str) -> list[dict]:
-    from engine.events import read_events
+    from engine.record.events import read_events
 
     return read_events(folder(home, run_id) / "events.jsonl")
 

@@ -33,7 +33,7 @@ def test_json_recommends_a_mix_at_20k_and_sft_only_at_100(home, capsys, budget, 
 
 
 def test_finished_local_runs_join_the_past_runs(home, capsys):
-    from engine.store import RunStore
+    from engine.record.store import RunStore
 
     args = [*GSM_LLAMA, "--budget", "500", "--sft-cost", "1", "--pft-cost", "1"]
     before = advise_json(capsys, *args)["n_past_runs"]
@@ -128,7 +128,7 @@ def test_the_advisor_library_loads_neither_torch_nor_textual(home):
 def _timed_runs(home, model: str, **seconds):
     """Finished runs of `model` on this machine with their measured seconds per example seen."""
     from advisor.records import model_key
-    from engine.store import RunStore
+    from engine.record.store import RunStore
 
     store = RunStore()
     for i, (sft, dpo) in enumerate(zip(seconds.get("sft", []), seconds.get("dpo", [None] * 9))):

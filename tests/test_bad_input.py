@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import RunStore
+from engine.record.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD_SFT = '{"prompt": "What is 2+2?", "completion": "4"}\n'

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from engine import config
+from engine.record import config
 from engine.cli import main
-from engine.errors import UserError
+from engine.record.errors import UserError
 
 SPLIT = {"task": "gsm8k_math", "model": "tiny", "n_sft": 8, "n_pft": 4}
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from assets import DATA_DIR
-from engine.data import load_preferences, load_sft
-from engine.errors import UserError
+from engine.tasks.data import load_preferences, load_sft
+from engine.record.errors import UserError
 
 PAIR = {"prompt": "Add 2 and 2.", "chosen": "4", "rejected": "5"}
 

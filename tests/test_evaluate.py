@@ -3,12 +3,12 @@ transformers' own loss, a model's own generations and DPO's zero reward at the r
 
 import pytest
 
-from engine import evaluate as evaluation
-from engine.errors import UserError
-from engine.evaluate import encode_answer, evaluate, generate
-from engine.metrics import words
-from engine.models import load_model
-from engine.tasks import get_task, select
+from engine.tasks import evaluate as evaluation
+from engine.record.errors import UserError
+from engine.tasks.evaluate import encode_answer, evaluate, generate
+from engine.tasks.metrics import words
+from engine.training.models import load_model
+from engine.tasks.catalog import get_task, select
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""The event stream of a real tiny run against schema v1 (engine.events), on stdout and on disk."""
+"""The event stream of a real tiny run against schema v1 (engine.record.events), on stdout and on disk."""
 
 import json
 
 import pytest
 
-from engine.events import EVENT_FIELDS, problems
+from engine.record.events import EVENT_FIELDS, problems
 from runner import TINY, engine, events
 
 

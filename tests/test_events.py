@@ -3,7 +3,7 @@
 import io
 import json
 
-from engine.events import EventTail, EventWriter, problems, read_events
+from engine.record.events import EventTail, EventWriter, problems, read_events
 
 
 def test_writer_emits_valid_events_to_file_and_stdout(tmp_path):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engine import home
-from engine.errors import UserError
+from engine.record import home
+from engine.record.errors import UserError
 
 
 @pytest.mark.parametrize("bad", ["../x", "..", "/etc/passwd", "a/b", "a\x00b", "", ".hidden", "a" * 65, "a b"])

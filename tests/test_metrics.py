@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine.errors import UserError
-from engine.metrics import (METRICS, Scored, final_number, get_metric, lcs_length, metric, rouge_l_f1)
+from engine.record.errors import UserError
+from engine.tasks.metrics import (METRICS, Scored, final_number, get_metric, lcs_length, metric, rouge_l_f1)
 
 
 @pytest.mark.parametrize("text,number", [
@@ -63,7 +63,7 @@ def test_kinds_and_directions():
 
 
 def test_adding_a_metric_is_one_decorated_function(monkeypatch):
-    monkeypatch.setattr("engine.metrics.METRICS", dict(METRICS))
+    monkeypatch.setattr("engine.tasks.metrics.METRICS", dict(METRICS))
 
     @metric("length_ratio", needs="text")
     def length_ratio(items):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine import models
-from engine.errors import UserError
-from engine.models import count_linear4bit, load_model, resolve_model
+from engine.training import models
+from engine.record.errors import UserError
+from engine.training.models import count_linear4bit, load_model, resolve_model
 
 
 def _digests(folder):

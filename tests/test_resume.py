@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from engine import checkpoints
-from engine.events import read_events
+from engine.training import checkpoints
+from engine.record.events import read_events
 from runner import TINY, engine, events, folder, json_out, of_type, start, wait_for_event
 
 # 32 examples, batch 2 × accumulation 2: 16 optimizer steps per stage, a checkpoint every 2

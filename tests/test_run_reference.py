@@ -26,7 +26,7 @@ def run(tmp_path_factory):
 def _mean_logps(model, tokenizer, pairs, side):
     import torch
 
-    from engine.evaluate import answer_logps, encode_answer
+    from engine.tasks.evaluate import answer_logps, encode_answer
 
     encoded = [encode_answer(tokenizer, pair["prompt"], pair[side], 1024) for pair in pairs]
     with torch.inference_mode():
@@ -36,8 +36,8 @@ def _mean_logps(model, tokenizer, pairs, side):
 def test_first_dpo_step_scores_against_the_sft_policy(run):
     from peft import PeftModel
 
-    from engine.models import ModelSpec, load_model
-    from engine.tasks import get_task, select
+    from engine.training.models import ModelSpec, load_model
+    from engine.tasks.catalog import get_task, select
 
     home, evs = run
     started = of_type(evs, "run_started")[0]

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from engine.errors import UserError
-from engine.store import RunStore
+from engine.record.errors import UserError
+from engine.record.store import RunStore
 
 
 def _create(store, run_id, **over):
@@ -66,7 +66,7 @@ def test_unwritable_home_is_one_line_error(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from engine.store import RunStore
+    from engine.record.store import RunStore
     store = RunStore(sys.argv[1])
     for i in range(int(sys.argv[3])):
         run_id = f"{sys.argv[2]}-{i}"
@@ -135,7 +135,7 @@ def test_seconds_per_example_is_the_median_of_finished_runs_of_the_same_model(tm
     (dict(steps=4, start_step=4, batch=16, n_examples=32, epochs=2.0), None),  # nothing left to train
 ])
 def test_seconds_per_example_counts_the_examples_actually_seen(kwargs, expected):
-    from engine.compute import seconds_per_example_seen
+    from engine.record.compute import seconds_per_example_seen
 
     assert seconds_per_example_seen(80.0, **kwargs) == (None if expected is None else pytest.approx(expected))
     assert seconds_per_example_seen(None, **kwargs) is None

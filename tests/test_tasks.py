@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from engine.errors import UserError
-from engine.metrics import final_number
-from engine.tasks import corrupt_solution, get_task, prompt_key, select, strip_calculations
+from engine.record.errors import UserError
+from engine.tasks.metrics import final_number
+from engine.tasks.catalog import corrupt_solution, get_task, prompt_key, select, strip_calculations
 
 
 @pytest.fixture(scope="module")

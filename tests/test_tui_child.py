@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from engine.events import read_events
-from engine.home import run_dir
+from engine.record.events import read_events
+from engine.record.home import run_dir
 from fake_engine import canned_events
 from tui.child import EngineChild, interrupt, stderr_capture
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from advisor import Advisor
-from engine.past_runs import load_past_runs
+from engine.record.past_runs import load_past_runs
 from fake_engine import screen_text, wait_until
 from tui.app import DEFAULT_INPUTS, BudgetApp, parse_args
 from tui.inputs import PlanInputs, validate
@@ -171,7 +171,7 @@ def test_the_iso_score_view_draws_the_grid_and_launch_confirms_the_exact_command
 
 def _timed_run(home, run_id: str, model: str, **seconds) -> None:
     """A finished run of `model` on this machine with its measured seconds per example seen."""
-    from engine.store import RunStore
+    from engine.record.store import RunStore
 
     store = RunStore()
     store.create_run(run_id, task="gsm8k_math", model=model, params_b=8.0, n_sft=16, n_pft=16, config={},

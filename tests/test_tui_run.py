@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import read_events
-from engine.home import run_dir
-from engine.store import RunStore
+from engine.record.events import read_events
+from engine.record.home import run_dir
+from engine.record.store import RunStore
 from fake_engine import DPO_STEPS, ENGINE_CMD, SFT_STEPS, canned_events, screen_text, timed, wait_until
 from tui.app import BudgetApp
 from tui.components.runs_table import RunsTable

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.events import problems
+from engine.record.events import problems
 from fake_engine import DPO_STEPS, SFT_STEPS, canned_events, timed
 from tui.runstate import RunState
 

@@ -5,7 +5,7 @@ import json
 
 from textual.widgets import Input
 
-from engine.home import run_dir
+from engine.record.home import run_dir
 from fake_engine import canned_events, timed, wait_until
 from tui.app import BudgetApp
 from tui.inputs import PlanInputs

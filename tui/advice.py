@@ -1,6 +1,6 @@
 """The advisor as the plan screen uses it: fitted once (and again after each run) on every past
 run, then asked for a recommendation and an iso-score grid, always from a worker thread. With a
-GPU-hour price, the labels' prices include their measured GPU time (`engine.compute`), read from
+GPU-hour price, the labels' prices include their measured GPU time (`engine.record.compute`), read from
 the store at each question so a run that just finished counts at once.
 
 `Planner` swaps in a newly fitted advisor in one assignment, so a question asked while a refit is
@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.compute import ComputePrice, effective_costs, measured_price
-from engine.errors import UserError
+from engine.record.compute import ComputePrice, effective_costs, measured_price
+from engine.record.errors import UserError
 from tui.inputs import PlanInputs
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Planner:
 
     def fit(self) -> Fitted:
         from advisor import Advisor
-        from engine.past_runs import load_past_runs
+        from engine.record.past_runs import load_past_runs
 
         runs = load_past_runs()
         advisor = Advisor().fit(runs)

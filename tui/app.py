@@ -16,8 +16,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from assets import ASSETS_DIR
-from engine.errors import OneLineParser, UserError
-from engine.home import check_run_id, new_run_id, run_dir
+from engine.record.errors import OneLineParser, UserError
+from engine.record.home import check_run_id, new_run_id, run_dir
 from tui.advice import Planner
 from tui.child import EngineChild, stderr_capture
 from tui.inputs import FIELDS, PlanInputs, parse_value

@@ -19,8 +19,8 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from engine.events import parse_line
-from engine.home import check_run_id, home_dir
+from engine.record.events import parse_line
+from engine.record.home import check_run_id, home_dir
 
 POLL_S = 0.2
 

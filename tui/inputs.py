@@ -13,7 +13,7 @@ from typing import Callable
 @dataclass(frozen=True)
 class PlanInputs:
     """What the user plans: the money, the two label prices and where it will be spent. A GPU-hour
-    price adds each example's measured GPU time to its price (`engine.compute`)."""
+    price adds each example's measured GPU time to its price (`engine.record.compute`)."""
 
     task: str
     model: str

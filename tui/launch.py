@@ -31,7 +31,7 @@ class Launch:
     n_sft: int
     n_pft: int
     prediction: tuple[float, float, float]
-    forecast: dict | None = None  # GPU time, from `engine.compute.ComputePrice.forecast`
+    forecast: dict | None = None  # GPU time, from `engine.record.compute.ComputePrice.forecast`
 
     @property
     def command_line(self) -> str:

@@ -1,4 +1,4 @@
-"""What a run looks like so far, folded from its events (schema v1, `engine.events`).
+"""What a run looks like so far, folded from its events (schema v1, `engine.record.events`).
 
 One fold serves the live run (events from the child's stdout), a re-attached run and a past run
 (events from its file), so every view of a run is drawn from the same state."""

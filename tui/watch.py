@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.events import EventTail, LineTail
+from engine.record.events import EventTail, LineTail
 from tui.child import EngineChild, interrupt, stderr_capture
 from tui.runstate import RunState
 

@@ -66,9 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def advise(args: argparse.Namespace) -> int:
     from advisor import Advisor
     from advisor.records import parse_params_b
-    from engine.compute import effective_costs, measured_price
-    from engine.errors import UserError
-    from engine.past_runs import load_past_runs
+    from engine.record.compute import effective_costs, measured_price
+    from engine.record.errors import UserError
+    from engine.record.past_runs import load_past_runs
 
     params_b = args.params_b or parse_params_b(args.model)
     if params_b is None:

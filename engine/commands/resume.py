@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resume(args: argparse.Namespace) -> int:
-    from engine import train
+    from engine.training import train
     from engine.commands.run import print_outcome
 
     outcome = train.resume(args.run_id, events_stdout=args.events_stdout,

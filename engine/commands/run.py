@@ -1,6 +1,6 @@
 """`engine run`: train one SFT→DPO finetune and record it.
 
-Every setting of `engine.config.RunConfig` is a flag (`lora_r` → `--lora-r`) and a key of the
+Every setting of `engine.record.config.RunConfig` is a flag (`lora_r` → `--lora-r`) and a key of the
 `--config` TOML file; flags override the file. Size the run with `--n-sft/--n-pft`, or give
 `--budget/--sft-cost/--pft-cost` and the advisor picks the split. Exit codes: 0 finished,
 130 stopped by SIGINT/SIGTERM (checkpointed; `engine resume RUN_ID` continues), 2 a user
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.config import FIELDS, KIND, flag
+from engine.record.config import FIELDS, KIND, flag
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -65,7 +65,8 @@ def print_outcome(outcome, args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine import config, train
+    from engine.record import config
+    from engine.training import train
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     resolved = config.build(args.config, overrides)

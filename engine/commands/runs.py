@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store():
-    from engine.store import RunStore
+    from engine.record.store import RunStore
 
     store = RunStore()
     store.mark_dead_runs()
@@ -54,7 +54,7 @@ def list_runs(args: argparse.Namespace) -> int:
 
 
 def show_run(args: argparse.Namespace) -> int:
-    from engine.home import check_run_id
+    from engine.record.home import check_run_id
 
     store = _store()
     run = store.get_run(check_run_id(args.run_id))

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.events import EVAL_STAGES
+from engine.record.events import EVAL_STAGES
 
 STAGE_NAMES = {"base": "base model", "sft": "after SFT", "dpo": "after DPO"}
 

@@ -15,8 +15,8 @@ from textual.containers import Grid
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from engine.errors import UserError
-from engine.store import RunStore
+from engine.record.errors import UserError
+from engine.record.store import RunStore
 from tui.components.dpo_panel import DpoPanel
 from tui.components.eval_panel import EvalPanel
 from tui.components.log_pane import LogPane

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from engine.errors import UserError
-from engine.store import RunStore
+from engine.record.errors import UserError
+from engine.record.store import RunStore
 from tui.components.runs_table import RunsTable
 
 

@@ -1,4 +1,4 @@
-"""Score a model on held-out examples with a task's metric (see `engine.metrics`).
+"""Score a model on held-out examples with a task's metric (see `engine.tasks.metrics`).
 
 Generation metrics: batched greedy decoding of the chat-formatted prompt (left padding, prompt
 truncated from the left, at most `max_new_tokens`). Scoring metrics: one forward pass per batch
@@ -14,8 +14,8 @@ import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from engine.errors import UserError
-from engine.metrics import Metric, Scored, get_metric, heldout_loss
+from engine.record.errors import UserError
+from engine.tasks.metrics import Metric, Scored, get_metric, heldout_loss
 
 
 @dataclass

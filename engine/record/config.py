@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.models import QUANT_CHOICES
+from engine.record.errors import UserError
 
+QUANT_CHOICES = ("auto", "4bit", "none")  # 4-bit NF4 where bitsandbytes loads, insist on it, or none
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SPLIT_KEYS = ("n_sft", "n_pft")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.records import Run, load_runs, shipped_runs
-from engine import home
+from engine.record import home
 
 
 def load_past_runs(files: list[Path] | None = None) -> list[Run]:
@@ -14,7 +14,7 @@ def load_past_runs(files: list[Path] | None = None) -> list[Run]:
         return [run for path in files for run in load_runs(Path(path))]
     runs = list(shipped_runs())
     if home.store_path().exists():
-        from engine.store import RunStore
+        from engine.record.store import RunStore
 
         runs.extend(RunStore().past_runs())
     return runs

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine import checkpoints
-from engine.events import EventWriter
+from engine.training import checkpoints
+from engine.record.events import EventWriter
 
 
 def _ignore(*args: Any, **kwargs: Any) -> None:
@@ -30,7 +30,7 @@ class Callback:
 class StageEvents(Callback):
     """stage_started, one `log` event per trainer log (its keys unchanged), and checkpoints.
 
-    A checkpoint is marked complete (see engine.checkpoints) before its event is written, so a
+    A checkpoint is marked complete (see engine.training.checkpoints) before its event is written, so a
     `checkpoint` event always names a checkpoint that resume will accept."""
 
     def __init__(self, events: EventWriter, stage: str, n_examples: int, run_folder: Path, keep: int):
@@ -41,7 +41,7 @@ class StageEvents(Callback):
         self.keep = keep
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from engine.models import count_linear4bit
+        from engine.training.models import count_linear4bit
 
         quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
         self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),

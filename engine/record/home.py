@@ -8,7 +8,7 @@ import secrets
 import time
 from pathlib import Path
 
-from engine.errors import UserError
+from engine.record.errors import UserError
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 

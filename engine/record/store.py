@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from engine import home
-from engine.errors import UserError
+from engine.record import home
+from engine.record.errors import UserError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from assets import DATA_DIR
-from engine import data
-from engine.errors import UserError
-from engine.metrics import Metric, get_metric, unknown_choice
+from engine.tasks import data
+from engine.record.errors import UserError
+from engine.tasks.metrics import Metric, get_metric, unknown_choice
 
 HELDOUT_FRACTION = 0.1
 CALCULATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")

@@ -4,7 +4,7 @@ A metric names what it needs from the model (`needs`):
 - "text": greedy generations, scored against reference answers (kind "generation");
 - "pairs": log-probs of the chosen and rejected answer of each preference pair (kind "scoring");
 - "completions": log-probs of reference answers (kind "scoring").
-`engine.evaluate` produces exactly that input and calls the function with the list.
+`engine.tasks.evaluate` produces exactly that input and calls the function with the list.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
-from engine.errors import UserError
+from engine.record.errors import UserError
 
 KINDS = {"text": "generation", "pairs": "scoring", "completions": "scoring"}
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")

@@ -1,7 +1,7 @@
 """A run from start to finish: plan, record, evaluate the base, train SFT then DPO, evaluate
 each, finish — and the same code continues a run after a crash or a stop.
 
-Everything a run writes stays in its folder (`engine.home.inside`): config.json, events.jsonl,
+Everything a run writes stays in its folder (`engine.record.home.inside`): config.json, events.jsonl,
 engine.log (library logs and tracebacks), `<stage>/checkpoints/checkpoint-N`,
 `<stage>/adapter` (written atomically: present means the stage is done) and results.json. The
 store row and the events file tell the same story: running → finished | stopped | failed, or
@@ -22,15 +22,16 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import checkpoints, compute
-from engine.callbacks import StageEvents, StopWhenAsked
-from engine.config import RunConfig, from_dict, with_split
-from engine.errors import UserError, first_line
-from engine.events import EventWriter, read_events
-from engine.home import check_run_id, inside, new_run_id, run_dir
-from engine.lifecycle import Heartbeat, PipeOut, StopSignal
-from engine.report import LibraryLogs, Report, quiet_libraries
-from engine.store import RunStore
+from engine.training import checkpoints
+from engine.record import compute
+from engine.training.callbacks import StageEvents, StopWhenAsked
+from engine.record.config import RunConfig, from_dict, with_split
+from engine.record.errors import UserError, first_line
+from engine.record.events import EventWriter, read_events
+from engine.record.home import check_run_id, inside, new_run_id, run_dir
+from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
+from engine.training.report import LibraryLogs, Report, quiet_libraries
+from engine.record.store import RunStore
 
 EXIT_CODES = {"finished": 0, "stopped": 130}
 CONFIG_FILE, EVENTS_FILE, LOG_FILE, RESULTS_FILE = "config.json", "events.jsonl", "engine.log", "results.json"
@@ -70,7 +71,7 @@ class Plan:
 def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]:
     """The budget form: the advisor's recommended split for this task, model and prices."""
     from advisor import Advisor
-    from engine.past_runs import load_past_runs
+    from engine.record.past_runs import load_past_runs
 
     advice = Advisor().fit(load_past_runs()).recommend(
         config.task, config.model, config.budget, config.sft_cost, config.pft_cost, params_b=params_b)
@@ -81,14 +82,14 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
 
 
 def _task(config: RunConfig):
-    from engine.tasks import get_task
+    from engine.tasks.catalog import get_task
 
     return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
 
 
 def _plan(config: RunConfig, spec, task) -> Plan:
     """The run's data; every size is checked here, before anything is written."""
-    from engine.tasks import select
+    from engine.tasks.catalog import select
 
     n_eval = min(config.eval_size, len(task.eval_pool))
     if n_eval == 0:
@@ -127,15 +128,15 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
 
 def _check_quantisation(config: RunConfig) -> None:
     """`--quant 4bit` on a machine where bitsandbytes cannot load fails before the run exists."""
-    from engine.models import bitsandbytes_problem
+    from engine.training.models import bitsandbytes_problem
 
     problem = bitsandbytes_problem() if config.quant == "4bit" else None
     if problem:
         raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
 
 
-def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
-    from engine.models import resolve_model
+def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
+    from engine.training.models import resolve_model
 
     store = RunStore()
     store.mark_dead_runs()
@@ -158,14 +159,14 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
     folder.mkdir(parents=True)
     checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
-    run = Run(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                     params_b=spec.params_b, advice=advice)
     return run
 
 
-def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "Run":
-    from engine.models import resolve_model
+def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
+    from engine.training.models import resolve_model
 
     store = RunStore()
     store.mark_dead_runs()
@@ -184,7 +185,7 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     plan = _plan(config, resolve_model(config.model), _task(config))
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
-    run = Run(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
     stage, step = run.position()
     run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
     run.report.say(f"resuming run {run_id} in {stage} at step {step}")
@@ -220,7 +221,7 @@ class BaseModels:
         self._eval_copy = None
 
     def _load(self):
-        from engine.models import load_model
+        from engine.training.models import load_model
 
         config = self.plan.config
         first = self.tokenizer is None
@@ -245,7 +246,7 @@ class BaseModels:
         return self._load()
 
 
-class Run:
+class LiveRun:
     """One live run: its folder, events, store row, stop signal and terminal report."""
 
     def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore, events_stdout: bool,
@@ -329,7 +330,7 @@ class Run:
         """One stage: build its trainer, continue from its last complete checkpoint, save the adapter."""
         from transformers import set_seed
 
-        from engine import stages
+        from engine.training import stages
 
         folder = self.stage_path(stage, "checkpoints")
         latest = checkpoints.latest_complete(folder)
@@ -370,7 +371,7 @@ class Run:
         return PeftModel.from_pretrained(models.fresh(), str(self.stage_path(stage, "adapter")))
 
     def _evaluate(self, stage: str, model, tokenizer) -> dict:
-        from engine.evaluate import evaluate
+        from engine.tasks.evaluate import evaluate
 
         splits, config = self.plan.splits, self.config
         self.report.say(f"evaluating {stage} on {len(splits.eval)} held-out examples")

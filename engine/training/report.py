@@ -12,7 +12,7 @@ import logging.handlers
 import sys
 from pathlib import Path
 
-from engine.callbacks import ProgressBars
+from engine.training.callbacks import ProgressBars
 
 
 class Report:

@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from typing import IO, Iterator
 
-from engine.store import RunStore
+from engine.record.store import RunStore
 
 HEARTBEAT_EVERY_S = 5.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

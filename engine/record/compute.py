@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from engine.errors import UserError
+from engine.record.errors import UserError
 
 SECONDS_PER_HOUR = 3600.0
 STAGES = {"sft": "SFT", "dpo": "DPO"}
@@ -35,7 +35,7 @@ def seconds_per_example_seen(runtime_s: float | None, *, steps: int, start_step:
 
 def default_epochs() -> float:
     """Epochs a planned run trains per stage: the engine's default, which a launched run uses."""
-    from engine.config import FIELDS
+    from engine.record.config import FIELDS
 
     return float(FIELDS["epochs"].default)
 
@@ -75,8 +75,8 @@ def measured_price(gpu_hour_price: float, task: str, model: str) -> ComputePrice
     unmeasured stage and the pilot run that would measure it, when a stage has no timing."""
     import shlex
 
-    from engine import home
-    from engine.store import RunStore
+    from engine.record import home
+    from engine.record.store import RunStore
 
     store = RunStore() if home.store_path().exists() else None  # asking never creates a store
     seconds = store.seconds_per_example(model) if store else {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.errors import UserError
+from engine.record.config import RunConfig
+from engine.record.errors import UserError
 
 
 def lora_config(config: RunConfig, model):
