@@ -12,10 +12,14 @@ from advisor.errors import AdvisorError
 _HOMES = {
     "Advisor": "advisor.surface",
     "Point": "advisor.recommend",
+    "Prediction": "advisor.surface",
     "Recommendation": "advisor.recommend",
     "Run": "advisor.records",
     "load_runs": "advisor.records",
+    "metric_key": "advisor.records",
+    "model_key": "advisor.records",
     "parse_params_b": "advisor.records",
+    "propose_pilots": "advisor.pilot",
     "shipped_runs": "advisor.records",
 }
 __all__ = ["AdvisorError", *_HOMES]

@@ -17,7 +17,17 @@ acts on the gap SFT leaves (the SFT × PFT interaction). No past run has between
 examples, so the format step's scale (10 examples, slope 2) cannot be fitted and is fixed.
 
 Per-panel parameters (unconstrained: logits and logs) are pooled across tasks and models by
-`advisor.surface`; the three shape parameters in `GLOBALS` are shared by every panel.
+`advisor.surface`; the shape parameters in `GLOBALS` are shared by every panel.
+
+Model size. The past runs a user starts from are all 7.6-8B models, and a 135M model does not
+close half of its gap to a perfect GSM8K score after 1,000 examples because an 8B model does.
+So the four shares — the base score and the shares of the gap that format, task learning and
+preference data close — have odds that scale as a power of the model's size:
+logit(share) += size_slope · ln(params_b / 8). The slope is a global parameter like the others:
+fitted where the runs span sizes (the user's own small-model runs), and otherwise set by its
+prior, a slope of 1 ± 0.5 (the odds of each share in proportion to size, give or take a factor
+of size^0.5). Two sizes 5% apart cannot teach it, so on the paper's runs alone it is the prior,
+and its spread widens intervals the further a model's size is from 8B.
 """
 
 from __future__ import annotations
@@ -39,7 +49,11 @@ GLOBALS = (
     ("slope", 0.0),                 # log slope of task learning in log data
     ("unlock_half", np.log(100.0)), # log SFT examples that half-unlock the preference gain
     ("pref_slope", 0.0),            # log slope of the preference gain in log data
+    ("size_slope", 1.0),            # change in the shares' log odds per e-fold of model size
 )
+GLOBAL_SCALES = (1.0, 1.0, 1.0, 0.5)  # prior standard deviations of the globals
+SIZE_REFERENCE_B = 8.0  # the paper's models: other parameters' priors speak of this size
+SIZED = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0])  # base, sft_reach, pref_reach, format: shares
 N_PANEL = len(PANEL)
 BASE = 0
 FORMAT_HALF, FORMAT_SLOPE = 10.0, 2.0
@@ -52,9 +66,16 @@ def hill(n, log_half, slope):
         return expit(slope * (np.log(n) - log_half))
 
 
-def score(phi, glob, n_sft, n_pft):
-    """Predicted score; `phi` (..., N_PANEL) and `glob` (..., 3) broadcast against n_sft, n_pft."""
+def log_size(params_b):
+    """The size covariate ln(params_b / 8); 0 (the reference) for a model of unknown size."""
+    return 0.0 if params_b is None else np.log(np.asarray(params_b, dtype=float) / SIZE_REFERENCE_B)
+
+
+def score(phi, glob, n_sft, n_pft, size=0.0):
+    """Predicted score; `phi` (..., N_PANEL) and `glob` (..., 4) broadcast against n_sft, n_pft;
+    `size` is `log_size` of the model (broadcasting like n_sft)."""
     phi, glob = np.asarray(phi, dtype=float), np.asarray(glob, dtype=float)
+    phi = phi + (glob[..., 3] * np.asarray(size, dtype=float))[..., None] * SIZED
     base, sft_reach, sft_half, pair_worth, pref_reach, pref_half, fmt = (phi[..., i] for i in range(N_PANEL))
     slope, unlock_half, pref_slope = np.exp(glob[..., 0]), glob[..., 1], np.exp(glob[..., 2])
     fmt_gap = 1 - expit(fmt) * hill(n_sft + n_pft, np.log(FORMAT_HALF), FORMAT_SLOPE)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from advisor.errors import AdvisorError
-from advisor.records import model_key, parse_params_b
+from advisor.records import model_key
 from advisor.validate import fraction, non_negative, positive
 
 SEARCH_STEPS = 101  # SFT shares 1.00, 0.99, …, 0.00 when no list of allowed shares is given
@@ -51,10 +51,12 @@ class Recommendation:
     n_past_runs: int
     task: str = ""
     model: str = ""
+    metric: str = ""
+    basis: str = ""
 
     def to_dict(self) -> dict:
         return {
-            "task": self.task, "model": self.model,
+            "task": self.task, "model": self.model, "metric": self.metric, "basis": self.basis,
             "n_sft": self.n_sft, "n_pft": self.n_pft, "sft_ratio": self.sft_ratio,
             "predicted_score": self.predicted_score, "interval": list(self.interval),
             "baselines": {name: point.to_dict() for name, point in self.baselines.items()},
@@ -96,15 +98,17 @@ def _shares(ratios) -> np.ndarray:
     return np.array(sorted(set(shares), reverse=True))
 
 
-def _warnings(advisor, task, model, params_b, base_score, total) -> list[str]:
+def _warnings(advisor, task, metric, model, params_b, base_score, total) -> list[str]:
     notes = []
     if task not in advisor.tasks_:
         notes.append(f"no past runs on task {task!r}: its curve is pooled from the other tasks")
+    elif (task, metric) not in advisor.task_metrics_:
+        notes.append(f"no past runs on task {task!r} in metric {metric!r}: its curve is pooled from the other tasks")
     if model_key(model) not in advisor.models_:
         notes.append(f"no past runs with model {model!r}: its curve is pooled from the other models")
-    if base_score is None and (task, model_key(model)) not in advisor.based_panels_:
+    if base_score is None and (task, metric, model_key(model)) not in advisor.based_panels_:
         notes.append("no base-model score for this task and model: give one (it needs no labels) to anchor the curve")
-    size = params_b if params_b is not None else parse_params_b(model)
+    size = advisor.size_of(model, params_b)
     low, high = advisor.params_range_
     if size is None:
         notes.append(f"the size of {model!r} is unknown: give it to check it against past runs")
@@ -119,12 +123,13 @@ def _warnings(advisor, task, model, params_b, base_score, total) -> list[str]:
 
 
 def recommend(advisor, task: str, model: str, budget: float, sft_cost: float, pft_cost: float, *,
-              params_b: float | None = None, base_score: float | None = None, ratios=None,
-              compute_cost: float = 0.0) -> Recommendation:
+              metric: str | None = None, params_b: float | None = None, base_score: float | None = None,
+              ratios=None, compute_cost: float = 0.0) -> Recommendation:
     """Maximise the predicted score on c_s·n_s + c_p·n_p ≤ budget − compute_cost.
 
     `ratios` restricts the SFT share (of examples) to a list, e.g. the paper's grid
-    [1, .75, .5, .25, 0]; `compute_cost` is money spent on GPU time, not on labels."""
+    [1, .75, .5, .25, 0]; `compute_cost` is money spent on GPU time, not on labels; `metric`
+    as in `Advisor.metric_for` (the task's one metric when not named)."""
     budget = positive("budget", budget)
     sft_cost = positive("sft_cost", sft_cost)
     pft_cost = positive("pft_cost", pft_cost)
@@ -146,8 +151,9 @@ def recommend(advisor, task: str, model: str, budget: float, sft_cost: float, pf
     baselines = {"sft_only": buy(1.0, money, sft_cost, pft_cost),
                  "rule_of_thumb": buy(rule_of_thumb(money, sft_cost, pft_cost), money, sft_cost, pft_cost)}
     splits = bought + list(baselines.values())
-    mean, lo, hi = advisor.predict(task, model, [s for s, _ in splits], [p for _, p in splits],
-                                   base_score=base_score)
+    metric = advisor.metric_for(task, metric)
+    mean, lo, hi = advisor.predict(task, model, [s for s, _ in splits], [p for _, p in splits], metric=metric,
+                                   params_b=params_b, base_score=base_score)
     points = [Point(s, p, s / (s + p) if s + p else 0.0, float(m), (float(a), float(b)))
               for (s, p), m, a, b in zip(splits, mean, lo, hi)]
     curve = points[:len(bought)]
@@ -156,5 +162,6 @@ def recommend(advisor, task: str, model: str, budget: float, sft_cost: float, pf
         n_sft=best.n_sft, n_pft=best.n_pft, sft_ratio=best.sft_ratio,
         predicted_score=best.predicted_score, interval=best.interval,
         baselines=dict(zip(baselines, points[len(bought):])), curve=curve,
-        warnings=_warnings(advisor, task, model, params_b, base_score, best.n_sft + best.n_pft),
-        label_budget=money, n_past_runs=advisor.n_runs_, task=task, model=model)
+        warnings=_warnings(advisor, task, metric, model, params_b, base_score, best.n_sft + best.n_pft),
+        label_budget=money, n_past_runs=advisor.n_runs_, task=task, model=model, metric=metric,
+        basis=advisor.basis(task, model, metric=metric, params_b=params_b, base_score=base_score))

@@ -38,6 +38,19 @@ def model_key(model: str) -> str:
     return re.sub(r"\s*\((base|pretrained)\)$", "", name, flags=re.IGNORECASE).strip().lower()
 
 
+# Metric names that mean one measurement. The paper's GSM8K figure reports test accuracy: the
+# share of problems whose final number equals the reference answer. The engine's gsm8k_math
+# scores exactly that as `exact_match` on the final number, so the two must pool: the paper's
+# panels are then the prior for the user's own GSM8K runs instead of a different metric.
+METRIC_SYNONYMS = {"gsm8k_test_accuracy": "exact_match"}
+
+
+def metric_key(metric: str | None) -> str:
+    """One key per metric however it is named (case folded, synonyms folded); "" when unnamed."""
+    name = (metric or "").strip().lower()
+    return METRIC_SYNONYMS.get(name, name)
+
+
 @dataclass(frozen=True)
 class Run:
     """One finished finetune: `n_sft` SFT examples then `n_pft` preference pairs on `model`,

@@ -41,8 +41,8 @@ def test_the_choice_is_the_best_point_of_the_fitted_curve(shipped):
 def test_the_choice_follows_the_data_not_a_rule():
     """Runs where a preference pair teaches the task as well as 20 SFT examples: pairs win at 100."""
     phi = np.array([-1.0, 0.5, np.log(400), np.log(20.0), 0.0, np.log(4000), -1.5])
-    glob = np.array([0.0, np.log(100), 0.0])
-    runs = [Run("t", "m-1B", 1.0, round(r * b), b - round(r * b),
+    glob = np.array([0.0, np.log(100), 0.0, 1.0])
+    runs = [Run("t", "m-1B", 8.0, round(r * b), b - round(r * b),
                 float(curves.score(phi, glob, round(r * b), b - round(r * b))), "acc", "synthetic")
             for b in (0, 100, 500, 1000, 5000, 20000) for r in (1, 0.75, 0.5, 0.25, 0)]
     rec = Advisor().fit(runs).recommend("t", "m-1B", 100, 1, 1)

@@ -8,18 +8,18 @@ from advisor import Advisor, AdvisorError, Run, curves, shipped_runs
 
 QWEN = "Qwen2.5-7B (base)"
 TRUE_PHI = np.array([-1.0, 0.5, np.log(400), np.log(0.05), 0.0, np.log(4000), -1.5])
-TRUE_GLOBALS = np.array([np.log(1.2), np.log(150), np.log(0.8)])
+TRUE_GLOBALS = np.array([np.log(1.2), np.log(150), np.log(0.8), 1.0])
 
 
 def synthetic_panel(phi=TRUE_PHI, glob=TRUE_GLOBALS, noise=0.003, seed=1, task="t", model="m-1B"):
     """Runs drawn from the advisor's own model family on a dense (budget × SFT share) grid."""
     rng = np.random.default_rng(seed)
-    runs = [Run(task, model, 1.0, 0, 0, float(curves.score(phi, glob, 0, 0)), "acc", "synthetic")]
+    runs = [Run(task, model, 8.0, 0, 0, float(curves.score(phi, glob, 0, 0)), "acc", "synthetic")]
     for budget in (10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000):
         for share in np.linspace(0, 1, 9):
             n_sft = round(share * budget)
             score = float(curves.score(phi, glob, n_sft, budget - n_sft)) + rng.normal(0, noise)
-            runs.append(Run(task, model, 1.0, n_sft, budget - n_sft, float(np.clip(score, 0, 1)), "acc", "synthetic"))
+            runs.append(Run(task, model, 8.0, n_sft, budget - n_sft, float(np.clip(score, 0, 1)), "acc", "synthetic"))
     return runs
 
 
@@ -97,7 +97,7 @@ def test_low_confidence_points_pull_the_fit_less():
     errors = {}
     for confidence in ("high", "low"):
         runs = list(clean)
-        runs[outlier] = Run("t", "m-1B", 1.0, 1000, 0, truth + 0.15, "acc", "x", confidence)
+        runs[outlier] = Run("t", "m-1B", 8.0, 1000, 0, truth + 0.15, "acc", "x", confidence)
         errors[confidence] = abs(Advisor().fit(runs).predict("t", "m-1B", 1000, 0)[0] - truth)
     assert errors["low"] < errors["high"] / 2
 
