@@ -183,8 +183,9 @@ def _candidates(candidates, pilot_budgets, ratios, cap, sft_cost, pft_cost) -> l
 
 def _reason(pilots, spent, budget, now, after, rejected) -> str:
     if pilots:
-        runs = f"{len(pilots)} pilot run{'s' * (len(pilots) > 1)}"
-        return (f"{runs} costing {spent:,.2f} lower the expected regret of the choice at {budget:,.2f} "
+        runs = f"{len(pilots)} pilot runs costing {spent:,.2f} lower" if len(pilots) > 1 else \
+            f"1 pilot run costing {spent:,.2f} lowers"
+        return (f"{runs} the expected regret of the choice at {budget:,.2f} "
                 f"from {now:.4f} to {after:.4f}")
     if now < CERTAIN:
         return (f"no pilot is worth its cost: the choice at {budget:,.2f} is already nearly certain "

@@ -1,11 +1,17 @@
-"""Leave-one-panel-out check of the advisor on the shipped paper runs.
+"""Leave-one-panel-out check of the advisor on the shipped paper runs, and the closed loop.
 
 For each (task, model) panel: fit on the other panels only, give the held-out panel's base-model
 score, and at each budget of its grid let each policy pick one of the grid's SFT shares. Regret =
 best observed score at that budget − observed score of the chosen share. Also: how often the held-
 out points fall inside their 80% intervals, and how long fit and recommend take.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/advisor_cv.py [--calibrate] [--write]
+Closed loop (--loop): for each held-out panel and each target budget of at least 5,000, the
+advisor proposes pilots (`advisor.pilot.propose_pilots`, one at a time) among the panel's grid
+cells costing at most a tenth of the target; each proposed cell's digitised score is revealed as
+a run, the advisor refits, and it recommends. The one setting, the interval spread behind the
+posterior draws, is calibrated on the other panels only (nested), never on the held-out one.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/advisor_cv.py [--calibrate] [--loop] [--write]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor import Advisor, shipped_runs
+from advisor.pilot import propose_pilots
 from advisor.recommend import rule_of_thumb
 
 NOTES = """## How the form was chosen
@@ -134,6 +141,76 @@ def nested_coverage(runs) -> float:
     return sum(s * c for s, c in inside) / sum(c for _, c in inside)
 
 
+LOOP_TARGET = 5000  # target budgets from here up get pilots
+PILOT_SHARE = 0.1  # a pilot cell may cost at most this share of the target
+MAX_PILOTS = 3
+
+
+def closed_loop(runs):
+    """Regrets per policy over every (held-out panel, target ≥ 5,000): with 0-3 pilots proposed
+    and revealed one at a time, with every small cell revealed at once, and the rule of thumb;
+    also how many pilots were actually proposed, and the nested spreads used."""
+    found, pilots_run, spreads, cases = defaultdict(list), defaultdict(list), {}, []
+    for (task, model), panel in sorted(panels(runs).items()):
+        train = [r for r in runs if (r.task, r.model) != (task, model)]
+        spread = calibrate(list(leave_one_out(train)))  # tuned on the other panels only
+        spreads[(task, model)] = spread
+        base = next(r.score for r in panel if r.n_sft + r.n_pft == 0)
+        cells = {(r.n_sft, r.n_pft): r for r in panel if r.n_sft + r.n_pft}
+        by_budget = defaultdict(dict)
+        for (n_sft, n_pft), run in cells.items():
+            by_budget[n_sft + n_pft][n_sft / (n_sft + n_pft)] = run.score
+        for target in sorted(b for b in by_budget if b >= LOOP_TARGET):
+            scores = by_budget[target]
+            best = max(scores.values())
+            cases.append(f"{task}/{model.split(' ')[0]} at {target:,}")
+
+            def regret(advisor):
+                rec = advisor.recommend(task, model, target, 1.0, 1.0, base_score=base, ratios=list(scores))
+                return best - scores[rec.sft_ratio]
+
+            small = [cell for cell in cells if sum(cell) <= PILOT_SHARE * target]
+            revealed = []
+            for k in range(MAX_PILOTS + 1):
+                advisor = Advisor(spread=spread).fit(train + revealed)
+                found[f"advisor, {k} pilot{'s' * (k != 1)}"].append(regret(advisor))
+                pilots_run[k].append(len(revealed))
+                if k == MAX_PILOTS:
+                    break
+                left = [cell for cell in small if cells[cell] not in revealed]
+                plan = propose_pilots(advisor, task, model, target, 1.0, 1.0, base_score=base, candidates=left,
+                                      pilot_budget=PILOT_SHARE * target, final_ratios=list(scores), max_pilots=1,
+                                      charge=False)
+                revealed += [cells[(p.n_sft, p.n_pft)] for p in plan.pilots]
+            found["every small cell at once"].append(regret(Advisor(spread=spread).fit(train + [cells[c] for c in small])))
+            pilots_run["all"].append(len(small))
+            share = rule_of_thumb(target, 1.0, 1.0)
+            found["rule of thumb"].append(best - scores[share] if share in scores else np.nan)
+    return found, pilots_run, spreads, cases
+
+
+def loop_report(runs) -> str:
+    found, pilots_run, spreads, cases = closed_loop(runs)
+    rule = np.array(found["rule of thumb"])
+    lines = ["| policy | pilots run (mean) | mean regret | max regret | within 0.02 of best | worse than rule of thumb | choices |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, values in found.items():
+        values = np.array(values)
+        key = "all" if name.startswith("every") else (int(name.split(", ")[1][0]) if name.startswith("advisor") else None)
+        run = f"{np.mean(pilots_run[key]):.2f}" if key is not None else "–"
+        worse = int(np.sum(values > rule + 1e-9)) if name != "rule of thumb" else "–"
+        scored = values[~np.isnan(values)]
+        lines.append(f"| {name} | {run} | {scored.mean():.4f} | {scored.max():.3f} | "
+                     f"{np.mean(scored <= WITHIN + 1e-9):.0%} | {worse} | {len(scored)} |")
+    for k in range(MAX_PILOTS):
+        values = np.array(found[f"advisor, {k} pilot{'s' * (k != 1)}"])
+        worse = [f"{cases[i]} ({values[i]:.3f} vs {rule[i]:.3f})" for i in np.flatnonzero(values > rule + 1e-9)]
+        lines += ["", f"Worse than the rule of thumb with {k} pilot{'s' * (k != 1)}: " + ("; ".join(worse) or "never") + "."]
+    lines += ["", "Interval spread used for each held-out panel (calibrated on the other six): "
+              + ", ".join(f"{task}/{model.split(' ')[0]} {s}" for (task, model), s in spreads.items()) + "."]
+    return "\n".join(lines)
+
+
 def timings(runs, repeats: int = 7):
     """Median seconds to fit on all runs, and to recommend (warm, and first call for a panel)."""
     fits = []
@@ -166,7 +243,7 @@ def cli_seconds(repeats: int = 3) -> float:
     return statistics.median(seconds)
 
 
-def report(runs, calibrated: bool) -> str:
+def report(runs, calibrated: bool, loop: bool = False) -> str:
     folds = list(leave_one_out(runs))
     found = regrets(folds)
     shipped = Advisor().spread
@@ -187,18 +264,22 @@ def report(runs, calibrated: bool) -> str:
                   f"warm, {first_s * 1e3:.1f} ms on the first call for a panel (worst {first_max_s * 1e3:.1f} ms); "
                   f"medians over 7 panels × 4 budgets. Whole `engine advise --json`: {cli_seconds():.2f} s "
                   f"(median of 3, with the local store of this machine's home)."]
+    if loop:
+        lines += ["", "### Closed loop: pilots proposed, revealed, then the choice (targets ≥ 5,000)", "",
+                  loop_report(runs)]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibrate", action="store_true", help="also measure the interval spread (about 10 s)")
+    parser.add_argument("--loop", action="store_true", help="also run the closed loop with pilots (about a minute)")
     parser.add_argument("--write", action="store_true", help=f"also write {RESULTS.relative_to(RESULTS.parents[2])}")
     args = parser.parse_args(argv)
-    table = report(shipped_runs(), args.calibrate)
+    table = report(shipped_runs(), args.calibrate, args.loop)
     print(table)
     if args.write:
-        flags = " --calibrate --write" if args.calibrate else " --write"
+        flags = " --calibrate" * args.calibrate + " --loop" * args.loop + " --write"
         command = "OMP_NUM_THREADS=1 .venv/bin/python bench/advisor_cv.py" + flags
         RESULTS.write_text(f"# Advisor: leave-one-panel-out on the shipped paper runs\n\n"
                            f"Measured {date.today().isoformat()} with `{command}` "
