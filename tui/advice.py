@@ -140,4 +140,4 @@ class Planner:
         sfts = np.linspace(0, GRID_REACH * money / sft_cost, GRID_SHAPE[0])
         pfts = np.linspace(0, GRID_REACH * money / pft_cost, GRID_SHAPE[1])
         return IsoGrid(sfts, pfts, advisor.score_grid(inputs.task, inputs.model, sfts, pfts,
-                                                       base_score=inputs.base_score))
+                                                       params_b=inputs.params_b, base_score=inputs.base_score))
