@@ -56,6 +56,7 @@ SIZE_REFERENCE_B = 8.0  # the paper's models: other parameters' priors speak of 
 SIZED = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0])  # base, sft_reach, pref_reach, format: shares
 N_PANEL = len(PANEL)
 BASE = 0
+SIZE_SLOPE = 3  # index of size_slope in GLOBALS
 FORMAT_HALF, FORMAT_SLOPE = 10.0, 2.0
 
 
@@ -75,7 +76,7 @@ def score(phi, glob, n_sft, n_pft, size=0.0):
     """Predicted score; `phi` (..., N_PANEL) and `glob` (..., 4) broadcast against n_sft, n_pft;
     `size` is `log_size` of the model (broadcasting like n_sft)."""
     phi, glob = np.asarray(phi, dtype=float), np.asarray(glob, dtype=float)
-    phi = phi + (glob[..., 3] * np.asarray(size, dtype=float))[..., None] * SIZED
+    phi = phi + (glob[..., SIZE_SLOPE] * np.asarray(size, dtype=float))[..., None] * SIZED
     base, sft_reach, sft_half, pair_worth, pref_reach, pref_half, fmt = (phi[..., i] for i in range(N_PANEL))
     slope, unlock_half, pref_slope = np.exp(glob[..., 0]), glob[..., 1], np.exp(glob[..., 2])
     fmt_gap = 1 - expit(fmt) * hill(n_sft + n_pft, np.log(FORMAT_HALF), FORMAT_SLOPE)

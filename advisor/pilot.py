@@ -127,7 +127,8 @@ def propose_pilots(advisor, task: str, model: str, budget: float, sft_cost: floa
         return -0.5 * ((observed[:, c, None] - at_cells[None, :, c]) / noise) ** 2
 
     def regret_after(logl):
-        weights = np.exp(np.where(own, -np.inf, logl) - logsumexp(np.where(own, -np.inf, logl), axis=1, keepdims=True))
+        masked = np.where(own, -np.inf, logl)
+        weights = np.exp(masked - logsumexp(masked, axis=1, keepdims=True))
         choice = (weights @ final).argmax(axis=1)
         return float(np.mean(final.max(axis=1) - final[np.arange(n_draws), choice]))
 

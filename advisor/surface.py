@@ -242,8 +242,9 @@ class Advisor:
         if base_score is not None:
             # pin the base score at the model's own size: the size term shifts the base logit too
             pinned = logit(np.clip(base_score, 1e-4, 1 - 1e-4))
-            mean_phi[curves.BASE] = pinned - mean_phi[curves.N_PANEL + 3] * size
-            draws[:, curves.BASE] = pinned - draws[:, curves.N_PANEL + 3] * size
+            slope = curves.N_PANEL + curves.SIZE_SLOPE
+            mean_phi[curves.BASE] = pinned - mean_phi[slope] * size
+            draws[:, curves.BASE] = pinned - draws[:, slope] * size
         return mean_phi, draws, size
 
     def predict(self, task: str, model: str, n_sft, n_pft, *, metric: str | None = None,
