@@ -7,8 +7,9 @@ import pytest
 from advisor import Advisor, Run, shipped_runs
 
 GSM, DEMO, LLAMA = "gsm8k_math", "SmolLM2-135M-Instruct", "Llama-3.1-8B (base)"
-# Measured on this machine (BENCHMARKS.md, "The advisor on the demo model"): base and after SFT on 64.
-DEMO_BASE, DEMO_SFT64 = 0.0, None
+# Measured on this machine (BENCHMARKS.md, "Advisor: the demo model"): SmolLM2-135M-Instruct on
+# gsm8k_math, 64 held-out problems, base model and after QLoRA SFT on 64 examples.
+DEMO_BASE, DEMO_SFT64 = 0.0, 0.03125
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,14 @@ def test_a_small_model_gets_a_small_gain_and_its_interval_excludes_an_8b_gain(sh
     assert small[2] < big[1]  # the small model's 80% interval stays below the 8B one's
     gains = [shipped.predict(GSM, DEMO, 1000, 0, base_score=0.031, params_b=b)[0] for b in (0.135, 0.5, 1.7, 8.0)]
     assert np.all(np.diff(gains) > 0)
+
+
+@pytest.mark.parametrize("base_score", [None, 0.031, DEMO_BASE])
+def test_the_interval_before_any_local_run_holds_what_a_real_demo_run_measured(shipped, base_score):
+    _, lo, hi = shipped.predict(GSM, DEMO, 64, 0, base_score=base_score)
+    assert lo <= DEMO_SFT64 <= hi
+    _, lo_8b, _ = shipped.predict(GSM, DEMO, 64, 0, base_score=base_score, params_b=8.0)
+    assert DEMO_SFT64 < lo_8b  # an 8B-sized gain would have missed it
 
 
 def test_without_a_base_score_a_small_model_starts_low(shipped):
