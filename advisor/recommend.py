@@ -106,7 +106,7 @@ def _warnings(advisor, task, metric, model, params_b, base_score, total) -> list
         notes.append(f"no past runs on task {task!r} in metric {metric!r}: its curve is pooled from the other tasks")
     if model_key(model) not in advisor.models_:
         notes.append(f"no past runs with model {model!r}: its curve is pooled from the other models")
-    if base_score is None and (task, metric, model_key(model)) not in advisor.based_panels_:
+    if base_score is None and (task, metric, model_key(model)) not in advisor.panel_bases_:
         notes.append("no base-model score for this task and model: give one (it needs no labels) to anchor the curve")
     size = advisor.size_of(model, params_b)
     low, high = advisor.params_range_

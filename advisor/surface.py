@@ -107,7 +107,6 @@ class Advisor:
             if r.n_sft + r.n_pft == 0:
                 bases[key].append(r.score)
         self.panel_bases_ = {key: float(np.mean(scores)) for key, scores in bases.items()}
-        self.based_panels_ = set(self.panel_bases_)
         sizes = [r.params_b for r in runs]
         examples = [r.n_sft + r.n_pft for r in runs if r.n_sft + r.n_pft > 0]
         self.params_range_ = (min(sizes), max(sizes))
