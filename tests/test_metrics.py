@@ -77,5 +77,5 @@ def test_adding_a_metric_is_one_decorated_function(monkeypatch):
 
 def test_unknown_metric_lists_the_known_ones():
     with pytest.raises(UserError, match=r"^unknown metric 'rouge'; known: exact_match, heldout_loss, "
-                                        r"preference_accuracy, rouge_l \(did you mean rouge_l\?\)$"):
+                                        r"preference_accuracy, rouge_l \(did you mean 'rouge_l'\?\)$"):
         get_metric("rouge")

@@ -93,9 +93,9 @@ def test_chat_preference_holds_out_pairs_and_trains_on_alpaca():
 
 def test_unknown_task_and_metric_suggest_the_closest_name():
     with pytest.raises(UserError, match=r"unknown task 'gsm8k'; known: chat_preference, gsm8k_math "
-                                        r"\(did you mean gsm8k_math\?\); or give an SFT and/or preference file"):
+                                        r"\(did you mean 'gsm8k_math'\?\); or give an SFT and/or preference file"):
         get_task("gsm8k")
-    with pytest.raises(UserError, match=r"unknown metric 'exact'; known: .* \(did you mean exact_match\?\)"):
+    with pytest.raises(UserError, match=r"unknown metric 'exact'; known: .* \(did you mean 'exact_match'\?\)"):
         get_task("gsm8k_math", metric="exact")
 
 

@@ -9,7 +9,6 @@ so the three sources can never disagree about what a setting is called.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.record.errors import UserError
+from engine.record.errors import UserError, did_you_mean
 
 QUANT_CHOICES = ("auto", "4bit", "none")  # 4-bit NF4 where bitsandbytes loads, insist on it, or none
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
@@ -93,12 +92,6 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _key_line(text: str, key: str) -> int | None:
     pattern = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=", re.MULTILINE)
     match = pattern.search(text)
@@ -121,7 +114,7 @@ def load_file(path: str | os.PathLike) -> dict[str, tuple[Any, str]]:
         line = _key_line(text, key)
         where = f"{path} line {line}" if line else str(path)
         if key not in FIELDS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, list(FIELDS))}")
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, list(FIELDS))}")
         values[key] = (value, where)
     return values
 
@@ -152,7 +145,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         raise UserError(f"{where}: {name} must be < 1, got {value!r}")
     choices = FIELDS[name].metadata.get("choices")
     if choices and value not in choices:
-        raise UserError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}{suggest(value, choices)}")
+        raise UserError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
     return value
 
 
@@ -160,7 +153,7 @@ def _checked(values: dict[str, tuple[Any, str]]) -> dict[str, Any]:
     """Every (value, where) checked against its field; task and model are required."""
     for key, (_, where) in values.items():
         if key not in FIELDS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, list(FIELDS))}")
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, list(FIELDS))}")
     checked = {key: _check_value(key, value, where) for key, (value, where) in values.items()}
     for key in ("task", "model"):
         if not checked.get(key):

@@ -30,8 +30,8 @@ from decimal import Decimal, InvalidOperation
 
 from assets import DATA_DIR
 from engine.tasks import data
-from engine.record.errors import UserError
-from engine.tasks.metrics import Metric, get_metric, unknown_choice
+from engine.record.errors import UserError, unknown_choice
+from engine.tasks.metrics import Metric, get_metric
 
 HELDOUT_FRACTION = 0.1
 CALCULATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")

@@ -9,13 +9,12 @@ A metric names what it needs from the model (`needs`):
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable
 
-from engine.record.errors import UserError
+from engine.record.errors import UserError, unknown_choice
 
 KINDS = {"text": "generation", "pairs": "scoring", "completions": "scoring"}
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
@@ -64,13 +63,6 @@ def get_metric(name: str) -> Metric:
     if name not in METRICS:
         raise unknown_choice("metric", name, METRICS)
     return METRICS[name]
-
-
-def unknown_choice(what: str, name: str, known) -> UserError:
-    """'unknown task 'x'; known: a, b (did you mean a?)' as a UserError."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return UserError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}{hint}")
 
 
 def final_number(text: str) -> Decimal | None:

@@ -235,11 +235,9 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     warnings: list[str] = []
     kwargs = {"dtype": dtype, "device_map": {"": device}}
     if quant != "none":
-        problem = bitsandbytes_problem()
+        problem = four_bit_problem(quant)
         if problem is None:
             kwargs["quantization_config"] = _nf4_config(dtype)
-        elif quant == "4bit":
-            raise UserError(f"4-bit loading needs bitsandbytes, which cannot load here: {problem}")
         else:
             warnings.append(f"bitsandbytes cannot load ({problem}); loading {spec.name} unquantised")
     try:
@@ -252,6 +250,16 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     warnings += _complete_tokenizer(tokenizer, model)
     model.load_warnings = warnings
     return model, tokenizer
+
+
+def four_bit_problem(quant: str) -> str | None:
+    """Why 4-bit loading cannot go ahead, or None when it can (or `quant` is "none"). Under
+    "auto" the reason becomes a warning and the model loads unquantised; "4bit" insists, so the
+    reason is a UserError."""
+    problem = None if quant == "none" else bitsandbytes_problem()
+    if problem and quant == "4bit":
+        raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
+    return problem
 
 
 def bitsandbytes_problem() -> str | None:

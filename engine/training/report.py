@@ -1,4 +1,5 @@
-"""What a person at a terminal sees of a run: progress bars and a few lines, all on stderr.
+"""What a person at a terminal sees of a run: a few lines and warnings, all on stderr (the
+progress bar is transformers' own, see `engine.training.callbacks`).
 
 Silent under `--json` and `--events-stdout`, where stdout belongs to machines. Library chatter
 (transformers, bitsandbytes' "Failed to load CPU gemm_4bit_forward", Python warnings) goes to
@@ -12,13 +13,12 @@ import logging.handlers
 import sys
 from pathlib import Path
 
-from engine.training.callbacks import ProgressBars
-
 
 class Report:
-    """Lines and per-stage progress bars on stderr, or nothing at all when disabled."""
+    """Lines and warnings on stderr, or nothing at all when disabled."""
 
     def __init__(self, enabled: bool):
+        self.enabled = enabled
         self._console = None
         if enabled:
             from rich.console import Console
@@ -29,8 +29,10 @@ class Report:
         if self._console is not None:
             self._console.print(text, highlight=False)
 
-    def callbacks(self, stage: str) -> list:
-        return [] if self._console is None else [ProgressBars(self._console, stage)]
+    def warn(self, text: str) -> None:
+        """A warning the user should act on (the events file has it too)."""
+        if self._console is not None:
+            self._console.print(f"warning: {text}", style="yellow", markup=False, highlight=False)
 
 
 class LibraryLogs:
