@@ -16,7 +16,7 @@ RUN_ID = "acceptance"
 
 @pytest.fixture(scope="module")
 def accepted(tmp_path_factory):
-    """The issue's acceptance run, with `engine advise` asked before and after it."""
+    """The README's smoke run, with `engine advise` asked before and after it."""
     home = tmp_path_factory.mktemp("home")
     advise = ["advise", "--task", "gsm8k_math", "--model", "tiny", "--params-b", "0.0001", "--budget", "100", "--sft-cost", "1",
               "--pft-cost", "1", "--json"]
@@ -28,7 +28,7 @@ def accepted(tmp_path_factory):
 
 
 def test_finishes_with_scores_for_every_stage(accepted):
-    """Its wall time (the issue asks under 2 minutes) is measured in bench/engine_vs_trl.py."""
+    """Its wall time is measured in bench/engine_vs_trl.py."""
     out = accepted["out"]
     assert out["run_id"] == RUN_ID and out["status"] == "finished"
     results = out["results"]

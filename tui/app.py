@@ -28,7 +28,6 @@ from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.watch import RunWatch
 
-# Opens on a plan the shipped past runs know well, so a new user sees a real recommendation at once.
 # Embedded defaults: the demo model the engine ships (so the plan a new user sees can be launched
 # as it stands) and a budget whose split fits the task's data.
 DEFAULT_INPUTS = PlanInputs(task="gsm8k_math", model="SmolLM2-135M-Instruct", budget=1000.0, sft_cost=1.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from engine.record.errors import local_time
 
@@ -40,13 +41,16 @@ def list_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(runs)} runs", title_justify="left")
-    for column in ("run id", "status", "task", "model", "n_sft", "n_pft", "score", "metric", "started"):
+    table = Table(title=f"{len(runs)} run{'' if len(runs) == 1 else 's'}", title_justify="left")
+    # the run id is what a user copies: it never shrinks, whatever the width (or no terminal at all)
+    table.add_column("run id", no_wrap=True, min_width=max((len(run["run_id"]) for run in runs), default=6))
+    for column in ("status", "task", "model", "n_sft", "n_pft", "score", "metric", "started"):
         table.add_column(column, justify="right" if column in ("n_sft", "n_pft", "score") else "left")
     for run in runs:
         table.add_row(run["run_id"], run["status"], run["task"], run["model"], str(run["n_sft"]),
                       str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", local_time(run["created_at"]))
-    Console().print(table)
+    # a pipe gets every column whole (rich would squeeze the table into 80 columns)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
     return 0
 
 

