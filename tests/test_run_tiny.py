@@ -190,3 +190,14 @@ def test_a_run_that_fails_is_recorded_failed_with_one_line(tmp_path, tiny_spec):
     row = json_out(engine(tmp_path, "runs", "show", "cut", "--json"))
     assert row["status"] == "failed" and row["error"] == error["message"]
     assert json.loads(result.stdout)["status"] == "failed"
+
+
+def test_each_evaluation_saves_what_the_model_wrote(accepted):
+    run = folder(accepted["home"], RUN_ID)
+    for event in of_type(accepted["events"], "eval"):
+        assert event["generations"] == f"evals/{event['stage']}.jsonl"
+        rows = [json.loads(line) for line in (run / event["generations"]).read_text().splitlines()]
+        assert len(rows) == event["n"]
+        assert all(set(row) == {"prompt", "output", "reference", "score"} for row in rows)
+        assert all("####" in row["reference"] and row["prompt"] for row in rows)
+        assert sum(row["score"] for row in rows) / len(rows) == pytest.approx(event["value"])

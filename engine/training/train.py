@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the types only: this module is imported before the training
 
 EXIT_CODES = {"finished": 0, "stopped": 130}
 CONFIG_FILE, EVENTS_FILE, LOG_FILE, RESULTS_FILE = "config.json", "events.jsonl", "engine.log", "results.json"
+GENERATIONS_DIR = "evals"  # evals/<stage>.jsonl: prompt, output, reference, score per held-out example
 
 
 @dataclass
@@ -97,6 +98,7 @@ def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
     """The run's subsets and what the user should hear about them; every size is checked here,
     before anything is written."""
     from engine.tasks.catalog import select
+    from engine.tasks.evaluate import reference_warnings
 
     n_eval = min(config.eval_size, len(task.eval_pool))
     if n_eval == 0:
@@ -106,7 +108,8 @@ def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
     if config.n_sft == 0:
         warnings.append("n_sft = 0: DPO starts from the base model (cold start), which the paper finds "
                         "stalls; a little SFT first avoids it")
-    return select(task, config.n_sft, config.n_pft, n_eval, config.seed), tuple(warnings)
+    splits = select(task, config.n_sft, config.n_pft, n_eval, config.seed)
+    return splits, (*warnings, *reference_warnings(splits.eval, task.metric))
 
 
 def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
@@ -382,11 +385,21 @@ class LiveRun:
         self.report.say(f"evaluating {stage} on {len(splits.eval)} held-out examples")
         result = evaluate(model, tokenizer, splits.eval, self.plan.task.metric, batch_size=config.eval_batch_size,
                           max_new_tokens=config.eval_max_new_tokens, max_length=config.max_length)
+        saved = {"generations": self._save_generations(stage, result.generations)} if result.generations else {}
         event = self.events.emit("eval", stage=stage, metric=result.metric, value=float(result.value),
-                                 n=int(result.n), **result.extras)
+                                 n=int(result.n), **result.extras, **saved)
         self.store.add_metric(self.run_id, stage, result.metric, float(result.value))
         self.report.say(f"{stage:>4} {result.metric} = {result.value:.4f} (n={result.n})")
         return event
+
+    def _save_generations(self, stage: str, generations: list[dict]) -> str:
+        """What the model wrote for each held-out example, as JSONL in the run folder."""
+        relative = f"{GENERATIONS_DIR}/{stage}.jsonl"
+        path = inside(self.folder, relative)
+        path.parent.mkdir(exist_ok=True)
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
+        checkpoints.write_text_atomic(path, lines)
+        return relative
 
     # --- endings ---------------------------------------------------------------------------
     def _results(self, evals: dict[str, dict]) -> dict:
