@@ -57,7 +57,7 @@ def test_exactly_one_way_to_size_the_run(tmp_path):
         config.build(None, {**SPLIT, "budget": 100.0})
     with pytest.raises(UserError, match="missing --pft-cost"):
         config.build(None, {"task": "t", "model": "m", "budget": 100.0, "sft_cost": 1.0})
-    with pytest.raises(UserError, match="missing --n-sft, --n-pft"):
+    with pytest.raises(UserError, match="size the run: give --n-sft and --n-pft, or --budget, --sft-cost and --pft-cost"):
         config.build(None, {"task": "t", "model": "m"})
     with pytest.raises(UserError, match="nothing to train"):
         config.build(None, {**SPLIT, "n_sft": 0, "n_pft": 0})

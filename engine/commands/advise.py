@@ -37,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("advise", help="recommend how to split a labeling budget between SFT and preference data",
                             description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", required=True, help="task name, e.g. gsm8k_math")
+    from advisor.records import REQUIRED, shipped_runs
+
+    known = ", ".join(sorted({run.task for run in shipped_runs()}))
+    parser.add_argument("--task", required=True,
+                        help=f"task name; the past runs know {known} (another name borrows from them)")
     parser.add_argument("--model", required=True, help='model name, e.g. "Llama-3.1-8B (base)"')
     parser.add_argument("--params-b", type=_checked(positive, "the model size"), metavar="X",
                         help="model size in billions of parameters (read from the model name when it says, e.g. 8B)")
@@ -55,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--base-score", type=_checked(fraction, "the base score"), metavar="S",
                         help="the untrained model's score on the task (0-1); anchors the curve")
     parser.add_argument("--runs", nargs="+", type=Path, metavar="FILE",
-                        help="fit on exactly these .csv/.jsonl files "
-                             "(default: the shipped paper runs and your finished runs)")
+                        help="fit on exactly these .csv/.jsonl files, one past run per row or line with "
+                             f"{', '.join(REQUIRED)} (score in 0-1) and optionally params_b, metric, source, "
+                             "confidence (default: the shipped paper runs and your finished runs)")
     parser.add_argument("--ratios", type=_shares, metavar="R,R,…",
                         help="allowed SFT shares of examples, e.g. 1,0.75,0.5,0.25,0 (default: any)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

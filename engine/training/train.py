@@ -91,7 +91,8 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
 def _task(config: RunConfig):
     from engine.tasks.catalog import get_task
 
-    return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
+    return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, eval_file=config.eval_file,
+                    metric=config.metric)
 
 
 def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
