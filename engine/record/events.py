@@ -173,6 +173,11 @@ class LineTail:
         self._partial = b"" if final else lines.pop()
         return lines
 
+    @property
+    def pending(self) -> bytes:
+        """The line still being written (a progress bar redraws one with carriage returns)."""
+        return self._partial
+
 
 class EventTail(LineTail):
     """Follows a growing events file: each call returns the events whose lines are complete."""

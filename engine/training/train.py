@@ -29,6 +29,7 @@ from engine.training.callbacks import stage_callbacks
 from engine.record.config import RunConfig, from_dict, with_split
 from engine.record.errors import UserError, first_line
 from engine.record.events import EventWriter, read_events
+from engine.record.generations import generations_file
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
 from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
@@ -40,7 +41,6 @@ if TYPE_CHECKING:  # the types only: this module is imported before the training
 
 EXIT_CODES = {"finished": 0, "stopped": 130}
 CONFIG_FILE, EVENTS_FILE, LOG_FILE, RESULTS_FILE = "config.json", "events.jsonl", "engine.log", "results.json"
-GENERATIONS_DIR = "evals"  # evals/<stage>.jsonl: prompt, output, reference, score per held-out example
 
 
 @dataclass
@@ -395,7 +395,7 @@ class LiveRun:
 
     def _save_generations(self, stage: str, generations: list[dict]) -> str:
         """What the model wrote for each held-out example, as JSONL in the run folder."""
-        relative = f"{GENERATIONS_DIR}/{stage}.jsonl"
+        relative = generations_file(stage)
         path = inside(self.folder, relative)
         path.parent.mkdir(exist_ok=True)
         lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
