@@ -32,6 +32,7 @@ class PlanScreen(Screen):
         Binding("ctrl+g", "toggle_plot", "Budget line / iso-score"),
     ]
 
+    # `compute_<name>` would make a reactive computed: the advice comes from the `ask_advisor` worker
     advice: reactive[Advice | None] = reactive(None, always_update=True, init=False)
     plot: reactive[str] = reactive("budget-plot", init=False)  # the id of the plot on show
 
@@ -98,10 +99,10 @@ class PlanScreen(Screen):
 
     def recompute(self) -> None:
         if self.fitted and self.inputs is not None:
-            self.compute_advice(self.inputs, self.showing_iso)
+            self.ask_advisor(self.inputs, self.showing_iso)
 
     @work(thread=True, exclusive=True, group="advice")
-    def compute_advice(self, inputs: PlanInputs, with_grid: bool) -> None:
+    def ask_advisor(self, inputs: PlanInputs, with_grid: bool) -> None:
         planner = self.planner
         try:
             advice = planner.advise(inputs)
