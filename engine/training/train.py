@@ -165,6 +165,11 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                     params_b=spec.params_b, advice=advice)
+    if advice is not None:
+        low, high = advice["interval"]
+        run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
+                       f"{advice['n_pft']} pairs, predicted score {advice['predicted_score']:.3f} "
+                       f"(80% interval {low:.3f}–{high:.3f})")
     return run
 
 
