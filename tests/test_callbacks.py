@@ -47,3 +47,17 @@ def test_without_a_terminal_there_is_no_progress_bar(tmp_path):
     callbacks = stage_callbacks(writer, "dpo", 8, tmp_path, 2, None, progress=False)
     writer.close()
     assert [type(c).__name__ for c in callbacks] == ["StageEvents", "StopWhenAsked"]
+
+
+def test_a_resumed_stage_bar_starts_where_it_stopped(tmp_path, capsys):
+    writer = EventWriter(tmp_path / "events.jsonl", "r1")
+    progress = stage_callbacks(writer, "sft", 8, tmp_path, 2, None, progress=True)[-1]
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[])
+    state, control = TrainerState(max_steps=4, global_step=3), TrainerControl()
+    progress.on_train_begin(args, state, control)
+    state.global_step = 4
+    progress.on_step_end(args, state, control)
+    progress.on_train_end(args, state, control)
+    writer.close()
+    err = capsys.readouterr().err
+    assert "SFT" in err and "3/4" in err and "4/4" in err and "1/4" not in err

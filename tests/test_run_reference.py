@@ -51,6 +51,7 @@ def test_first_dpo_step_scores_against_the_sft_policy(run):
     sft_chosen, sft_rejected = (_mean_logps(sft, tokenizer, pairs, side) for side in ("chosen", "rejected"))
 
     dpo_logs = [e for e in of_type(evs, "log", stage="dpo") if "loss" in e]
+    print("VALUES", base_chosen, sft_chosen, sft_rejected, dpo_logs[0]["logps/chosen"], dpo_logs[0]["logps/rejected"])
     first, second = dpo_logs[0], dpo_logs[1]
     assert first["step"] == 1 and first["learning_rate"] > 0  # an update follows this log
     assert first["logps/chosen"] == pytest.approx(sft_chosen, rel=1e-5)

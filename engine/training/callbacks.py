@@ -27,6 +27,7 @@ def stage_callbacks(events: EventWriter, stage: str, n_examples: int, run_folder
 @functools.cache
 def callback_classes() -> tuple[type, type, type]:
     """(StageEvents, StopWhenAsked, StageProgress), defined once transformers is wanted."""
+    from tqdm.auto import tqdm  # what transformers' ProgressCallback draws with
     from transformers import ProgressCallback, TrainerCallback
 
     class StageEvents(TrainerCallback):
@@ -81,11 +82,11 @@ def callback_classes() -> tuple[type, type, type]:
             self.stage = stage
 
         def on_train_begin(self, args, state, control, **kwargs):
-            super().on_train_begin(args, state, control, **kwargs)
-            if self.training_bar is not None:
-                self.training_bar.set_description(self.stage.upper())
-                self.training_bar.update(state.global_step)  # a resumed stage starts where it stopped
-                self.current_step = state.global_step
+            """The bar transformers would open, named, and starting where a resumed stage stopped."""
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, initial=state.global_step,
+                                         desc=self.stage.upper(), dynamic_ncols=True)
+            self.current_step = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             loss = (logs or {}).get("loss")
