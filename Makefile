@@ -25,3 +25,11 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Every figure in BENCHMARKS.md, re-measured (into bench/results/, the TUI table on stdout; slow: the engine and TUI ones
+# time real runs and app starts; run it on a quiet machine).
+bench: setup
+	$(BIN)/python bench/advisor_cv.py --calibrate --write
+	$(BIN)/python bench/engine_vs_trl.py --repeats 5
+	$(BIN)/python bench/models_eval.py --repeats 3
+	$(BIN)/python bench/tui_startup.py --runs 7   # prints its table for bench/results/tui.md

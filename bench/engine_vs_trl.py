@@ -7,7 +7,7 @@ in a fresh process so its wall time and peak RSS (from `os.wait4`) are its own.
 The engine run adds what the bare script lacks — events, the run store and its heartbeat,
 complete-checkpoint marking, three evaluations (held to one example and one new token here, so
 the comparison is about orchestration) and one extra load of the base model for evaluation.
-Also times the issue's acceptance command once. Uses a throw-away $BUDGETTUI_HOME.
+Also times the README's smoke run once. Uses a throw-away $BUDGETTUI_HOME.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Time from starting `budgettui` to the first frame that shows a recommendation.
 
-Runs the installed console script in a pseudo-terminal (120x40) with `$BUDGETTUI_READY_FILE`
-set: the app writes the wall-clock time once the first recommendation has been painted, then
-exits. Each run gets a fresh, empty `$BUDGETTUI_HOME` (so the advisor fits on the shipped runs
-only). Also times `import tui.app` alone, alternated with the full start, to show where the time
-goes. Usage: `python bench/tui_startup.py [--runs N]`; prints a Markdown table."""
+Starts the app in a pseudo-terminal (120x40) as the console script does, inside this script's
+probe (`--probe FILE`): the probe subclasses the app only to listen for the first `AdviceReady`
+message, writes the wall-clock time once the frame after it has been painted, then exits — the
+screens themselves know nothing of the benchmark. Each run gets a fresh, empty `$BUDGETTUI_HOME`
+(so the advisor fits on the shipped runs only). Also times `import tui.app` alone, alternated
+with the full start, to show where the time goes. Usage: `python bench/tui_startup.py [--runs N]`;
+prints a Markdown table."""
 
 from __future__ import annotations
 
@@ -22,8 +24,30 @@ import termios
 import time
 from pathlib import Path
 
-BUDGETTUI = Path(sys.executable).with_name("budgettui")
 COLUMNS, ROWS = 120, 40
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def probe(ready_file: str) -> int:
+    """The app as `budgettui` starts it, timed to the first painted recommendation."""
+    sys.path.insert(0, str(ROOT))
+    from textual import on
+
+    from tui.app import BudgetApp, parse_args
+    from tui.messages import AdviceReady
+
+    class TimedApp(BudgetApp):
+        @on(AdviceReady)
+        def _first_recommendation(self, message: AdviceReady) -> None:
+            self.call_after_refresh(self._painted)  # the plan screen has drawn it; wait for the paint
+
+        def _painted(self) -> None:
+            Path(ready_file).write_text(f"{time.time():.6f}\n", encoding="utf-8")
+            self.exit()
+
+    inputs, _ = parse_args([])
+    TimedApp(inputs).run()
+    return 0
 
 
 def _drain(master: int, process: subprocess.Popen, timeout: float) -> None:
@@ -45,12 +69,12 @@ def _drain(master: int, process: subprocess.Popen, timeout: float) -> None:
 def time_to_recommendation(timeout: float = 60.0) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         ready = Path(tmp) / "ready"
-        env = {**os.environ, "BUDGETTUI_HOME": str(Path(tmp) / "home"), "BUDGETTUI_READY_FILE": str(ready),
-               "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "BUDGETTUI_HOME": str(Path(tmp) / "home"), "TERM": "xterm-256color",
+               "OMP_NUM_THREADS": "1"}
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         started = time.time()
-        process = subprocess.Popen([str(BUDGETTUI)], stdin=slave, stdout=slave, stderr=slave, env=env,
+        process = subprocess.Popen([sys.executable, __file__, "--probe", str(ready)], stdin=slave, stdout=slave, stderr=slave, env=env,
                                    start_new_session=True)
         os.close(slave)
         try:
@@ -71,7 +95,10 @@ def time_import() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--probe", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        return probe(args.probe)
     starts, imports = [], []
     time_to_recommendation()  # warm the file cache and .pyc files once, as a second start would find them
     for _ in range(args.runs):

@@ -1,4 +1,4 @@
-"""Issue 5's bad-input matrix: every case is a real process (or a library call) that must give
+"""The bad-input matrix: every case is a real process (or a library call) that must give
 one line naming the problem (file and line where there is one), exit 2, no traceback, and leave
 everything already saved exactly as it was."""
 

@@ -57,7 +57,7 @@ def test_exactly_one_way_to_size_the_run(tmp_path):
         config.build(None, {**SPLIT, "budget": 100.0})
     with pytest.raises(UserError, match="missing --pft-cost"):
         config.build(None, {"task": "t", "model": "m", "budget": 100.0, "sft_cost": 1.0})
-    with pytest.raises(UserError, match="missing --n-sft, --n-pft"):
+    with pytest.raises(UserError, match="size the run: give --n-sft and --n-pft, or --budget, --sft-cost and --pft-cost"):
         config.build(None, {"task": "t", "model": "m"})
     with pytest.raises(UserError, match="nothing to train"):
         config.build(None, {**SPLIT, "n_sft": 0, "n_pft": 0})
@@ -86,7 +86,7 @@ def test_cli_errors_are_one_line_and_create_nothing(home, tmp_path, capsys):
                  "--run-id", "../x"]) == 2
     assert capsys.readouterr().err.strip().startswith("engine: error: invalid run id '../x'")
     assert main(["run", "--task", "gsm8k_maths", "--model", "tiny", "--n-sft", "1", "--n-pft", "1"]) == 2
-    assert "did you mean gsm8k_math" in capsys.readouterr().err
+    assert "did you mean 'gsm8k_math'" in capsys.readouterr().err
     assert main(["resume", "nope"]) == 2
     assert capsys.readouterr().err.strip() == "engine: error: no run with id 'nope' (see `engine runs list`)"
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())

@@ -77,5 +77,48 @@ def test_adding_a_metric_is_one_decorated_function(monkeypatch):
 
 def test_unknown_metric_lists_the_known_ones():
     with pytest.raises(UserError, match=r"^unknown metric 'rouge'; known: exact_match, heldout_loss, "
-                                        r"preference_accuracy, rouge_l \(did you mean rouge_l\?\)$"):
+                                        r"preference_accuracy, rouge_l \(did you mean 'rouge_l'\?\)$"):
         get_metric("rouge")
+
+
+@pytest.mark.parametrize("prediction,reference,same", [
+    ("The ratio is 6:1.", "#### 6:1", True),
+    ("#### 12:2", "#### 6:1", False),  # a ratio is compared as written
+    ("so the answer is -1/3", "#### -1/3", True),
+    ("#### -2/6", "#### -1/3", True),  # fractions by value
+    ("#### 0.5", "#### 1/2", True),
+    ("#### 1/3", "#### -1/3", False),
+    ("They meet at 5:45 pm.", "5:45", True),
+    ("They meet at 5:54 pm.", "5:45", False),
+    ("Bryan", "Bryan", True),
+    ("The answer is bryan.", "Bryan", True),
+    ("Bryan, with 3 apples", "Bryan", False),
+    ("Alice", "Bryan", False),
+    ("#### 18.0", "#### 18", True),
+    ("anything", "", False),
+])
+def test_exact_match_normalises_fractions_ratios_times_and_text(prediction, reference, same):
+    assert get_metric("exact_match").score([(prediction, reference)]) == float(same)
+
+
+def test_final_answer_kinds():
+    from fractions import Fraction
+
+    from engine.tasks.metrics import Answer, final_answer
+
+    assert final_answer("#### 1,234.5") == Answer("number", Fraction("1234.5"))
+    assert final_answer("x 3:4") == Answer("ratio", (Fraction(3), Fraction(4)))
+    assert final_answer("Mrs. Smith!") == Answer("text", "mrs smith")
+    assert final_answer("  ") is None
+
+
+def test_exact_match_warns_about_references_it_reads_as_text_or_not_at_all():
+    from engine.tasks.metrics import exact_match_warnings
+
+    assert exact_match_warnings(["#### 5", "6:1", "-1/3"]) == []
+    warnings = exact_match_warnings(["#### 5", "Bryan", "", "Alice"])
+    assert warnings == [
+        "1 of 4 references have no answer exact_match can read; every generation for them scores 0 (e.g. '')",
+        "2 of 4 references have no number; exact_match compares them as text, ignoring case and punctuation "
+        "(e.g. 'Bryan')",
+    ]

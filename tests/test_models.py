@@ -58,7 +58,7 @@ def test_auto_quantisation_gives_linear4bit_layers_and_none_gives_none(tiny_spec
 
 def test_4bit_without_bitsandbytes_fails_and_auto_falls_back(tiny_spec, monkeypatch):
     monkeypatch.setattr(models, "bitsandbytes_problem", lambda: "libbitsandbytes missing")
-    with pytest.raises(UserError, match="4-bit loading needs bitsandbytes.*libbitsandbytes missing"):
+    with pytest.raises(UserError, match="--quant 4bit needs bitsandbytes.*libbitsandbytes missing"):
         load_model(tiny_spec, quant="4bit", device="cpu")
     model, _ = load_model(tiny_spec, quant="auto", device="cpu")
     assert count_linear4bit(model) == 0

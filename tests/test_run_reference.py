@@ -53,8 +53,10 @@ def test_first_dpo_step_scores_against_the_sft_policy(run):
     dpo_logs = [e for e in of_type(evs, "log", stage="dpo") if "loss" in e]
     first, second = dpo_logs[0], dpo_logs[1]
     assert first["step"] == 1 and first["learning_rate"] > 0  # an update follows this log
-    assert first["logps/chosen"] == pytest.approx(sft_chosen, rel=1e-5)
-    assert first["logps/rejected"] == pytest.approx(sft_rejected, rel=1e-5)
+    # the same tokens, batched and padded differently through 4-bit layers: 2e-4 apart here (the
+    # taught tiny model's sharp logits show it; base and SFT are 450 apart, checked below)
+    assert first["logps/chosen"] == pytest.approx(sft_chosen, rel=1e-3)
+    assert first["logps/rejected"] == pytest.approx(sft_rejected, rel=1e-3)
     assert abs(base_chosen - sft_chosen) > 1000 * abs(first["logps/chosen"] - sft_chosen)
     assert first["rewards/chosen"] == first["rewards/rejected"] == first["rewards/margins"] == 0.0
     assert second["rewards/margins"] != 0.0  # the policy moved away from its reference after step 1

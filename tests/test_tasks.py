@@ -93,9 +93,9 @@ def test_chat_preference_holds_out_pairs_and_trains_on_alpaca():
 
 def test_unknown_task_and_metric_suggest_the_closest_name():
     with pytest.raises(UserError, match=r"unknown task 'gsm8k'; known: chat_preference, gsm8k_math "
-                                        r"\(did you mean gsm8k_math\?\); or give an SFT and/or preference file"):
+                                        r"\(did you mean 'gsm8k_math'\?\); or give an SFT and/or preference file"):
         get_task("gsm8k")
-    with pytest.raises(UserError, match=r"unknown metric 'exact'; known: .* \(did you mean exact_match\?\)"):
+    with pytest.raises(UserError, match=r"unknown metric 'exact'; known: .* \(did you mean 'exact_match'\?\)"):
         get_task("gsm8k_math", metric="exact")
 
 
@@ -122,7 +122,7 @@ def test_custom_task_from_files_holds_out_by_prompt(tmp_path):
 
     sft_only = get_task("support_bot", sft_file=sft)
     assert sft_only.metric.name == "rouge_l" and len(sft_only.eval_pool) == 4 and sft_only.pref_pool == []
-    with pytest.raises(UserError, match="^n_pft=1 but support_bot has 0 preference pairs"):
+    with pytest.raises(UserError, match="^n_pft=1 but no --pft-file given: a custom task.s preference pairs come from it"):
         select(sft_only, 1, 1, 1, seed=0)
     with pytest.raises(UserError, match="metric preference_accuracy needs preference pairs"):
         get_task("support_bot", sft_file=sft, metric="preference_accuracy")
@@ -132,3 +132,14 @@ def test_custom_task_reports_bad_rows_with_file_and_line(tmp_path):
     pairs = _write(tmp_path / "pairs.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "q"}])
     with pytest.raises(UserError, match=r"pairs\.jsonl:2: missing 'chosen'"):
         get_task("mine", pft_file=pairs)
+
+
+def test_a_custom_task_evaluates_on_the_users_own_file(tmp_path):
+    sft = _write(tmp_path / "sft.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(40)])
+    held = _write(tmp_path / "eval.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in (3, 7)] +
+                  [{"prompt": "new", "completion": "answer"}])
+    task = get_task("mine", sft_file=sft, eval_file=held, metric="exact_match")
+    assert [e["prompt"][0]["content"] for e in task.eval_pool] == ["q3", "q7", "new"]
+    assert len(task.sft_pool) == 38  # a prompt evaluated on is never trained on
+    with pytest.raises(UserError, match="built-in task"):
+        get_task("gsm8k_math", eval_file=held)

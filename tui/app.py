@@ -20,15 +20,16 @@ from engine.record.errors import OneLineParser, UserError
 from engine.record.home import check_run_id, new_run_id, run_dir
 from tui.advice import Planner
 from tui.child import EngineChild, stderr_capture
+from tui.commands import BudgetCommands
 from tui.inputs import FIELDS, PlanInputs, parse_value
 from tui.launch import Launch, build_launch
-from tui.messages import AdvisorFitted, ChildExited, FitFailed, RunEnded
+from tui.messages import AdvisorFitted, ChildExited, FitFailed, LaunchRequested, OpenRun, RunEnded
+from tui.screens.confirm import ConfirmLaunch
 from tui.screens.plan import PlanScreen
 from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
 from tui.watch import RunWatch
 
-# Opens on a plan the shipped past runs know well, so a new user sees a real recommendation at once.
 # Embedded defaults: the demo model the engine ships (so the plan a new user sees can be launched
 # as it stands) and a budget whose split fits the task's data.
 DEFAULT_INPUTS = PlanInputs(task="gsm8k_math", model="SmolLM2-135M-Instruct", budget=1000.0, sft_cost=1.0,
@@ -42,6 +43,7 @@ class BudgetApp(App):
     TITLE = "budgettui"
     SUB_TITLE = "SFT vs preference data"
     BINDINGS = [Binding("ctrl+o", "show_runs", "Past runs")]
+    COMMANDS = App.COMMANDS | {BudgetCommands}
 
     def __init__(self, inputs: PlanInputs = DEFAULT_INPUTS, *, attach: str | None = None,
                  engine_cmd: Sequence[str] | None = None, run_args: Sequence[str] = (),
@@ -56,7 +58,7 @@ class BudgetApp(App):
         self.new_id = new_id
         self.watches: dict[str, RunWatch] = {}
         self._ended: set[str] = set()
-        self.plan_screen = PlanScreen(inputs)
+        self.plan_screen = PlanScreen(inputs, self.planner)
 
     def on_mount(self) -> None:
         self.push_screen(self.plan_screen)
@@ -81,6 +83,18 @@ class BudgetApp(App):
         return build_launch(inputs, n_sft, n_pft, prediction, self.new_id(), self.engine_cmd, self.run_args,
                             forecast)
 
+    @on(LaunchRequested)
+    def _launch_requested(self, message: LaunchRequested) -> None:
+        """Confirm the exact command, then start it."""
+        advice = message.advice
+        launch = self.new_launch(advice.inputs, *advice.split, advice.prediction, advice.forecast)
+
+        def confirmed(go: bool | None) -> None:
+            if go:
+                self.start_run(launch)
+
+        self.push_screen(ConfirmLaunch(launch), confirmed)
+
     def start_run(self, launch: Launch) -> None:
         """Start the engine child for `launch` and show its run screen."""
         try:
@@ -92,7 +106,7 @@ class BudgetApp(App):
         watch.prediction = launch.prediction
         self.watches[launch.run_id] = watch
         self.read_child(watch)
-        self.push_screen(RunScreen(watch, self.clock))
+        self.push_screen(RunScreen(watch, self.planner, self.clock))
 
     @work(thread=True, group="children")
     def read_child(self, watch: RunWatch) -> None:
@@ -105,19 +119,11 @@ class BudgetApp(App):
         watch = self.watches.get(run_id)
         if watch is None:
             watch = self.watches[run_id] = RunWatch(run_id, run_dir(run_id))
-        self.push_screen(RunScreen(watch, self.clock))
+        self.push_screen(RunScreen(watch, self.planner, self.clock))
 
-    @work(thread=True, group="predict")
-    def predict_for(self, watch: RunWatch) -> None:
-        """The advisor's prediction for a re-opened run's split (its config names task and model)."""
-        config, split = watch.state.config, watch.state.split
-        task, model = config.get("task"), config.get("model")
-        if split is None or not task or not model or not self.planner.wait_fitted(timeout=60):
-            return
-        try:
-            watch.prediction = self.planner.predict(str(task), str(model), *split, params_b=watch.state.params_b)
-        except ValueError:  # the advisor refuses (say, an unnamed size): the panel shows no prediction
-            return
+    @on(OpenRun)
+    def _open_run(self, message: OpenRun) -> None:
+        self.open_run(message.run_id)
 
     @on(ChildExited)
     def _child_exited(self, message: ChildExited) -> None:

@@ -73,3 +73,39 @@ class RunEnded(Message):
 
     run_id: str
     status: str
+
+
+@dataclass
+class LaunchRequested(Message):
+    """The plan screen wants to launch `advice`'s split: the app confirms, then starts the run."""
+
+    advice: Advice
+
+
+@dataclass
+class OpenRun(Message):
+    """Show run `run_id` (a past run picked from the list)."""
+
+    run_id: str
+
+
+@dataclass
+class RunsLoaded(Message):
+    """The run store's rows, read off the UI thread; `problem` says why there are none to show."""
+
+    runs: list[dict]
+    problem: str = ""
+
+
+@dataclass
+class PredictionReady(Message):
+    """The advisor's (mean, low, high) for a run's split, computed off the UI thread."""
+
+    prediction: tuple[float, float, float]
+
+
+@dataclass
+class EndedElsewhere(Message):
+    """A re-attached run's process is gone; the store says `status`."""
+
+    status: str

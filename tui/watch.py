@@ -3,17 +3,26 @@
 A live run's events come from the child's stdout (`EngineChild`); a re-attached or past run's
 come from its events file (`EventTail`). The log is the child's stderr as the app captured it,
 or for a run started elsewhere the engine's own `engine.log`; the screen asks `poll()` for what
-changed on each tick."""
+changed on each tick. A library's progress bar (tqdm redraws one line with carriage returns)
+becomes `progress`, the bar as it stands, and one final line in the log once it is done; the
+warnings known to be harmless (`engine.record.library_noise`) are left out."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from engine.record.events import EventTail, LineTail
+from engine.record.library_noise import without_known_harmless
 from tui.child import EngineChild, interrupt, stderr_capture
 from tui.runstate import RunState
 
 ENGINE_LOG = "engine.log"
+
+
+def last_frame(line: bytes) -> str:
+    """What a terminal would show of a line redrawn with carriage returns: its last frame."""
+    frames = [frame for frame in line.decode("utf-8", "replace").split("\r") if frame.strip()]
+    return frames[-1].rstrip() if frames else ""
 
 
 class RunWatch:
@@ -25,6 +34,7 @@ class RunWatch:
         self.child = child
         self.state = RunState(run_id=run_id)
         self.prediction: tuple[float, float, float] | None = None
+        self.progress = ""
         self._events = None if child is not None else EventTail(self.folder / "events.jsonl")
         capture = stderr_capture(run_id)
         self._stderr = LineTail(capture if child is not None or capture.exists() else self.folder / ENGINE_LOG)
@@ -44,7 +54,8 @@ class RunWatch:
         self.state.apply_all(events)
         new_messages = self.state.messages[self._seen_messages:]
         self._seen_messages = len(self.state.messages)
-        stderr = [line.decode("utf-8", "replace").rstrip("\r") for line in self._stderr.read_lines()]
+        stderr = without_known_harmless([last_frame(line) for line in self._stderr.read_lines()])
+        self.progress = last_frame(self._stderr.pending)
         lines = [("stderr", line) for line in stderr] + [("stdout", line) for line in stray]
         self._log.extend(lines + list(new_messages))
 

@@ -38,9 +38,12 @@ def amounts(text: str) -> list[float]:
 
 def add_panel_arguments(parser: argparse.ArgumentParser) -> None:
     """--task, --model, --metric, --params-b, --base-score, --runs, --budget and the label prices."""
+    from advisor.records import REQUIRED, shipped_runs
     from advisor.validate import fraction, positive
 
-    parser.add_argument("--task", required=True, help="task name, e.g. gsm8k_math")
+    known = ", ".join(sorted({run.task for run in shipped_runs()}))
+    parser.add_argument("--task", required=True,
+                        help=f"task name; the past runs know {known} (another name borrows from them)")
     parser.add_argument("--model", required=True, help='model name, e.g. "Llama-3.1-8B (base)"')
     parser.add_argument("--metric", metavar="M",
                         help="the metric to predict in (default: the one the task's past runs use)")
@@ -56,8 +59,9 @@ def add_panel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-score", type=checked(fraction, "the base score"), metavar="S",
                         help="the untrained model's score on the task (0-1); anchors the curve")
     parser.add_argument("--runs", nargs="+", type=Path, metavar="FILE",
-                        help="fit on exactly these .csv/.jsonl files "
-                             "(default: the shipped paper runs and your finished runs)")
+                        help="fit on exactly these .csv/.jsonl files, one past run per row or line with "
+                             f"{', '.join(REQUIRED)} (score in 0-1) and optionally params_b, metric, source, "
+                             "confidence (default: the shipped paper runs and your finished runs)")
 
 
 def fitted_advisor(args: argparse.Namespace):

@@ -14,6 +14,10 @@ import argparse
 from engine.record.config import FIELDS, KIND, flag
 
 
+SIZE_THE_RUN = ("Size the run in one of two ways, not both: --n-sft and --n-pft, or --budget, --sft-cost "
+                "and --pft-cost (the advisor then picks the split).")
+
+
 def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -35,12 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     parser.add_argument("--run-id", help="name the run (letters, digits, '-' and '_'); default: time-based")
     add_output_flags(parser)
-    settings = parser.add_argument_group("settings (also keys of the --config file)")
+    from engine.tasks.metrics import METRICS
+
+    settings = parser.add_argument_group("settings (also keys of the --config file)", SIZE_THE_RUN)
+    listed = {"metric": f"; one of {', '.join(sorted(METRICS))}"}  # the registry, so it never goes stale
     for name, spec in FIELDS.items():
         kind = KIND[name]
         default = spec.default if not isinstance(spec.default, tuple) else ",".join(spec.default)
         shown = "" if spec.default in (None, "", False) else f" (default: {default})"
-        options = {"dest": name, "default": None, "help": spec.metadata["help"] + shown}
+        options = {"dest": name, "default": None, "help": spec.metadata["help"] + listed.get(name, "") + shown}
         if kind is bool:
             settings.add_argument(flag(name), action="store_const", const=True, **options)
         else:

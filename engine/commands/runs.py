@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
+
+from engine.record.errors import local_time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +29,6 @@ def _store():
     return store
 
 
-def _when(stamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "—"
-
-
 def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
@@ -43,13 +41,16 @@ def list_runs(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(runs)} runs", title_justify="left")
-    for column in ("run id", "status", "task", "model", "n_sft", "n_pft", "score", "metric", "started"):
+    table = Table(title=f"{len(runs)} run{'' if len(runs) == 1 else 's'}", title_justify="left")
+    # the run id is what a user copies: it never shrinks, whatever the width (or no terminal at all)
+    table.add_column("run id", no_wrap=True, min_width=max((len(run["run_id"]) for run in runs), default=6))
+    for column in ("status", "task", "model", "n_sft", "n_pft", "score", "metric", "started"):
         table.add_column(column, justify="right" if column in ("n_sft", "n_pft", "score") else "left")
     for run in runs:
         table.add_row(run["run_id"], run["status"], run["task"], run["model"], str(run["n_sft"]),
-                      str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", _when(run["created_at"]))
-    Console().print(table)
+                      str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", local_time(run["created_at"]))
+    # a pipe gets every column whole (rich would squeeze the table into 80 columns)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
     return 0
 
 
@@ -72,8 +73,8 @@ def show_run(args: argparse.Namespace) -> int:
     for key in ("status", "task", "model", "params_b", "n_sft", "n_pft", "metric"):
         summary.add_row(key, str(run[key]))
     summary.add_row("score", _score(run["score"]))
-    summary.add_row("started", _when(run["created_at"]))
-    summary.add_row("finished", _when(run["finished_at"]))
+    summary.add_row("started", local_time(run["created_at"]))
+    summary.add_row("finished", local_time(run["finished_at"]))
     summary.add_row("folder", run["run_dir"])
     if run["error"]:
         summary.add_row("error", run["error"])

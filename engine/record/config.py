@@ -9,7 +9,6 @@ so the three sources can never disagree about what a setting is called.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.record.errors import UserError
+from engine.record.errors import UserError, did_you_mean
 
 QUANT_CHOICES = ("auto", "4bit", "none")  # 4-bit NF4 where bitsandbytes loads, insist on it, or none
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
@@ -44,7 +43,12 @@ class RunConfig:
     pft_cost: float | None = field(default=None, metadata=_help("price of one preference pair"))
     sft_file: str | None = field(default=None, metadata=_help("your own SFT data file for the task"))
     pft_file: str | None = field(default=None, metadata=_help("your own preference data file"))
-    metric: str | None = field(default=None, metadata=_help("evaluation metric (task default if unset)"))
+    eval_file: str | None = field(default=None, metadata=_help(
+        "your own evaluation file for a custom task (SFT rows; pairs for preference_accuracy); "
+        "default: a fixed tenth of the prompts is held out"))
+    metric: str | None = field(default=None, metadata=_help(
+        "evaluation metric (default: the task's own; a custom task: preference_accuracy with a --pft-file, "
+        "else rouge_l)"))
     seed: int = field(default=42, metadata=_help("seed for data selection, LoRA init and data order"))
     quant: str = field(default="auto", metadata=_help("base-model weights: auto/4bit = QLoRA, none = full",
                                                      choices=QUANT_CHOICES))
@@ -81,7 +85,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 OPTIONAL = {name for name, f in FIELDS.items() if f.default is None}
 KIND = {name: type(f.default) for name, f in FIELDS.items() if f.default is not None}
 KIND.update({"n_sft": int, "n_pft": int, "budget": float, "sft_cost": float, "pft_cost": float,
-             "sft_file": str, "pft_file": str, "metric": str, "threads": int, "max_steps": int})
+             "sft_file": str, "pft_file": str, "eval_file": str, "metric": str, "threads": int, "max_steps": int})
 POSITIVE = {"lora_r", "lora_alpha", "sft_lr", "dpo_lr", "epochs", "max_steps", "batch_size", "grad_accum",
             "max_length", "beta", "eval_size", "eval_batch_size", "eval_max_new_tokens", "checkpoint_every",
             "keep_checkpoints", "threads", "budget", "sft_cost", "pft_cost"}
@@ -91,12 +95,6 @@ BELOW_ONE = {"lora_dropout", "warmup_ratio"}
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _key_line(text: str, key: str) -> int | None:
@@ -121,7 +119,7 @@ def load_file(path: str | os.PathLike) -> dict[str, tuple[Any, str]]:
         line = _key_line(text, key)
         where = f"{path} line {line}" if line else str(path)
         if key not in FIELDS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, list(FIELDS))}")
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, list(FIELDS))}")
         values[key] = (value, where)
     return values
 
@@ -152,7 +150,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         raise UserError(f"{where}: {name} must be < 1, got {value!r}")
     choices = FIELDS[name].metadata.get("choices")
     if choices and value not in choices:
-        raise UserError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}{suggest(value, choices)}")
+        raise UserError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
     return value
 
 
@@ -160,7 +158,7 @@ def _checked(values: dict[str, tuple[Any, str]]) -> dict[str, Any]:
     """Every (value, where) checked against its field; task and model are required."""
     for key, (_, where) in values.items():
         if key not in FIELDS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, list(FIELDS))}")
+            raise UserError(f"{where}: unknown key {key!r}{did_you_mean(key, list(FIELDS))}")
     checked = {key: _check_value(key, value, where) for key, (value, where) in values.items()}
     for key in ("task", "model"):
         if not checked.get(key):
@@ -175,7 +173,10 @@ def _check_split_form(checked: dict[str, Any]) -> None:
     if has_split and has_budget:
         raise UserError(f"give either {flag('n_sft')}/{flag('n_pft')} or "
                         f"{flag('budget')}/{flag('sft_cost')}/{flag('pft_cost')}, not both")
-    wanted = SPLIT_KEYS if has_split or not has_budget else BUDGET_KEYS
+    if not has_split and not has_budget:
+        raise UserError(f"size the run: give {flag('n_sft')} and {flag('n_pft')}, or {flag('budget')}, "
+                        f"{flag('sft_cost')} and {flag('pft_cost')} (the advisor then picks the split)")
+    wanted = SPLIT_KEYS if has_split else BUDGET_KEYS
     missing = [flag(k) for k in wanted if checked.get(k) is None]
     if missing:
         raise UserError(f"missing {', '.join(missing)} (a run needs {' and '.join(flag(k) for k in wanted)})")

@@ -15,7 +15,9 @@ and, by type (extra keys are allowed; a `log` event carries the trainer's keys u
     log             stage, step: int, then e.g. loss, learning_rate, grad_norm and for DPO
                     rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins,
                     logps/chosen, logps/rejected
-    eval            stage: "base" | "sft" | "dpo", metric: str, value: float, n: int
+    eval            stage: "base" | "sft" | "dpo", metric: str, value: float, n: int; for a
+                    generation metric also generations: str (relative path of a JSONL file with
+                    one {prompt, output, reference, score} per held-out example)
     checkpoint      stage, step, path: str (relative to the run folder)
     stage_finished  stage, step, adapter: str (relative path, "" when nothing was trained)
     resumed         stage, step (where training continues from)
@@ -170,6 +172,11 @@ class LineTail:
         lines = (self._partial + chunk).split(b"\n")
         self._partial = b"" if final else lines.pop()
         return lines
+
+    @property
+    def pending(self) -> bytes:
+        """The line still being written (a progress bar redraws one with carriage returns)."""
+        return self._partial
 
 
 class EventTail(LineTail):

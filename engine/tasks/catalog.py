@@ -30,8 +30,8 @@ from decimal import Decimal, InvalidOperation
 
 from assets import DATA_DIR
 from engine.tasks import data
-from engine.record.errors import UserError
-from engine.tasks.metrics import Metric, get_metric, unknown_choice
+from engine.record.errors import UserError, unknown_choice
+from engine.tasks.metrics import Metric, get_metric
 
 HELDOUT_FRACTION = 0.1
 CALCULATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
@@ -45,6 +45,7 @@ class Task:
     pref_pool: list[dict]
     eval_pool: list[dict]
     metric: Metric
+    custom: bool = False  # the user's files: an empty pool means its file was not given
 
 
 @dataclass
@@ -54,10 +55,16 @@ class Splits:
     eval: list[dict]
 
 
-def get_task(name: str, *, sft_file=None, pft_file=None, metric: str | None = None) -> Task:
-    """A built-in task by name, or a custom task over the user's SFT and/or preference files."""
+def custom_metric_default(has_pairs: bool) -> str:
+    """A custom task's metric when none is named: preference_accuracy with a preference file."""
+    return "preference_accuracy" if has_pairs else "rouge_l"
+
+
+def get_task(name: str, *, sft_file=None, pft_file=None, eval_file=None, metric: str | None = None) -> Task:
+    """A built-in task by name, or a custom task over the user's SFT and/or preference files
+    (and, if given, their own evaluation file instead of a held-out tenth)."""
     if name in BUILTIN:
-        if sft_file or pft_file:
+        if sft_file or pft_file or eval_file:
             raise UserError(f"{name} is a built-in task with its own data; give your task another name "
                             "to train on your files")
         return BUILTIN[name](metric)
@@ -66,21 +73,34 @@ def get_task(name: str, *, sft_file=None, pft_file=None, metric: str | None = No
         raise UserError(f"{error}; or give an SFT and/or preference file for a custom task")
     sft = data.load_sft(sft_file) if sft_file else []
     pref = data.load_preferences(pft_file) if pft_file else []
-    return assemble(name, sft, pref, get_metric(metric or ("preference_accuracy" if pref else "rouge_l")))
+    chosen = get_metric(metric or custom_metric_default(bool(pref)))
+    if eval_file is None:
+        task = assemble(name, sft, pref, chosen)
+    else:
+        evaluation = (data.load_preferences if chosen.needs == "pairs" else data.load_sft)(eval_file)
+        task = assemble(name, sft, pref, chosen, evaluation)
+    task.custom = True
+    return task
 
 
-def assemble(name: str, sft: list[dict], pref: list[dict], metric: Metric) -> Task:
-    """Hold out a fixed tenth of the prompts of the metric's evaluation source; train on the rest."""
+def assemble(name: str, sft: list[dict], pref: list[dict], metric: Metric,
+             evaluation: list[dict] | None = None) -> Task:
+    """Hold out a fixed tenth of the prompts of the metric's evaluation source — or evaluate on
+    the given examples — and train on the rest: no prompt is both trained on and evaluated."""
     source = pref if metric.needs == "pairs" else (sft or pref)
-    if not source:
+    if not source and evaluation is None:
         raise UserError(f"metric {metric.name} needs preference pairs: give a preference file")
-    keys = {prompt_key(example) for example in source}
-    held = set(sorted(keys, key=_digest)[: _heldout_count(len(keys))])
+    if evaluation is None:
+        keys = {prompt_key(example) for example in source}
+        held = set(sorted(keys, key=_digest)[: _heldout_count(len(keys))])
+        evaluation = sorted((e for e in source if prompt_key(e) in held), key=lambda e: _digest(prompt_key(e)))
+    else:
+        held = {prompt_key(example) for example in evaluation}
     return Task(
         name=name,
         sft_pool=[e for e in sft if prompt_key(e) not in held],
         pref_pool=[e for e in pref if prompt_key(e) not in held],
-        eval_pool=sorted((e for e in source if prompt_key(e) in held), key=lambda e: _digest(prompt_key(e))),
+        eval_pool=evaluation,
         metric=metric,
     )
 
@@ -104,13 +124,19 @@ def select(task: Task, n_sft: int, n_pft: int, n_eval: int, seed: int) -> Splits
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise UserError(f"{label} must be a whole number ≥ 0, got {n!r}")
     return Splits(
-        sft=_draw(task.sft_pool, n_sft, random.Random(f"{seed}:sft"),
-                  f"n_sft={n_sft} but {task.name} has {len(task.sft_pool)} SFT examples after the held-out split"),
-        pft=_draw(task.pref_pool, n_pft, random.Random(f"{seed}:pft"),
-                  f"n_pft={n_pft} but {task.name} has {len(task.pref_pool)} preference pairs after the held-out split"),
+        sft=_draw(task.sft_pool, n_sft, random.Random(f"{seed}:sft"), _too_many(task, "n_sft", n_sft)),
+        pft=_draw(task.pref_pool, n_pft, random.Random(f"{seed}:pft"), _too_many(task, "n_pft", n_pft)),
         eval=_draw(task.eval_pool, n_eval, None,
                    f"n_eval={n_eval} but {task.name} has {len(task.eval_pool)} held-out examples"),
     )
+
+
+def _too_many(task: Task, label: str, n: int) -> str:
+    pool, flag, what = ((task.sft_pool, "--sft-file", "SFT examples") if label == "n_sft"
+                        else (task.pref_pool, "--pft-file", "preference pairs"))
+    if task.custom and not pool:
+        return f"{label}={n} but no {flag} given: a custom task's {what} come from it"
+    return f"{label}={n} but {task.name} has {len(pool)} {what} after the held-out split"
 
 
 def _draw(pool: list[dict], n: int, rng: random.Random | None, too_many: str) -> list[dict]:

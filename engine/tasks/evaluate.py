@@ -15,15 +15,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from engine.record.errors import UserError
-from engine.tasks.metrics import Metric, Scored, get_metric, heldout_loss
+from engine.tasks.metrics import Metric, Scored, exact_match_warnings, get_metric, heldout_loss
 
 
 @dataclass
 class EvalResult:
+    """A metric's value, plus for generation metrics what the model wrote: one
+    {prompt, output, reference, score} per example, so a score of 0 can be looked into."""
+
     metric: str
     value: float
     n: int
     extras: dict[str, float] = field(default_factory=dict)
+    generations: list[dict] = field(default_factory=list)
+
+
+def reference_warnings(examples: list[dict], metric: Metric) -> list[str]:
+    """What the user should hear before `metric` scores these examples' references."""
+    if metric.name != "exact_match":
+        return []
+    return exact_match_warnings([_text(_answer(example)) for example in examples])
 
 
 def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, batch_size: int = 8,
@@ -35,13 +46,16 @@ def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, ba
     metric = get_metric(metric) if isinstance(metric, str) else metric
     if not examples:
         raise UserError(f"nothing to evaluate {metric.name} on: the evaluation set is empty")
-    extras = {}
+    extras, samples = {}, []
     with _eval_mode(model), _eval_mode(reference_model), torch.inference_mode():
         prompts = [example["prompt"] for example in examples]
         if metric.needs == "text":
             generations = generate(model, tokenizer, prompts, batch_size=batch_size,
                                    max_new_tokens=max_new_tokens, max_length=max_length)
             items = list(zip(generations, [_text(_answer(example)) for example in examples]))
+            samples = [{"prompt": _text(example["prompt"]), "output": output, "reference": reference,
+                        "score": float(metric.score([(output, reference)]))}
+                       for example, (output, reference) in zip(examples, items)]
         elif metric.needs == "pairs":
             chosen = _score(model, tokenizer, prompts, [_pair(e)[0] for e in examples], reference_model,
                             batch_size, max_length)
@@ -52,7 +66,8 @@ def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, ba
         else:
             items = _score(model, tokenizer, prompts, [_answer(e) for e in examples], reference_model,
                            batch_size, max_length)
-    return EvalResult(metric=metric.name, value=float(metric.score(items)), n=len(examples), extras=extras)
+    return EvalResult(metric=metric.name, value=float(metric.score(items)), n=len(examples), extras=extras,
+                      generations=samples)
 
 
 @contextmanager

@@ -9,13 +9,13 @@ A metric names what it needs from the model (`needs`):
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Callable
 
-from engine.record.errors import UserError
+from engine.record.errors import UserError, unknown_choice
 
 KINDS = {"text": "generation", "pairs": "scoring", "completions": "scoring"}
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")
@@ -66,13 +66,6 @@ def get_metric(name: str) -> Metric:
     return METRICS[name]
 
 
-def unknown_choice(what: str, name: str, known) -> UserError:
-    """'unknown task 'x'; known: a, b (did you mean a?)' as a UserError."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return UserError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}{hint}")
-
-
 def final_number(text: str) -> Decimal | None:
     """The answer of a worked solution: the number after the last `####`, else after the last
     "the answer is", else the last number in the text; commas dropped, 18.0 equals 18."""
@@ -101,15 +94,75 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+# a ratio or clock time (6:1, 5:45), a fraction (-1/3), or a number (1,234.5): first that fits
+ANSWER_VALUE = re.compile(rf"(?P<ratio>-?\d+(?:\.\d+)?:\d+(?:\.\d+)?)|(?P<fraction>-?\d+/\d+)|(?P<number>{NUMBER.pattern})")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A final answer normalised for comparison: kind "number" (a Fraction, so 0.5 == 1/2 and
+    18.0 == 18), "ratio" (a pair: 6:1 or the time 5:45) or "text" (lower-cased words)."""
+
+    kind: str
+    value: object
+
+
+def final_answer(text: str) -> Answer | None:
+    """What a solution answers: the part after the last `####` (else after the last "the answer
+    is"), whose first number, fraction or ratio it is — or, without a marker, the last one in the
+    text; with none at all, its words (so "Bryan." answers "Bryan"). None for an empty answer."""
+    markers = [m for m in (text.rfind("####"), _last_match_end(ANSWER_IS, text)) if m >= 0]
+    segment = text[max(markers):] if markers else text
+    values = list(ANSWER_VALUE.finditer(segment))
+    found = values[0] if markers and values else (values[-1] if values else None)
+    if found is not None:
+        value = _answer_value(found)
+        if value is not None:
+            return value
+    spoken = " ".join(words(segment))
+    return Answer("text", spoken) if spoken else None
+
+
+def _answer_value(match: re.Match) -> Answer | None:
+    text = match.group().replace(",", "")
+    try:
+        if match.lastgroup == "ratio":
+            left, right = text.split(":")
+            return Answer("ratio", (Fraction(left), Fraction(right)))
+        return Answer("number", Fraction(text))
+    except (ValueError, ZeroDivisionError):  # 1/0
+        return None
+
+
 @metric("exact_match", needs="text")
 def exact_match(items: list[tuple[str, str]]) -> float:
-    """Share of generations whose final number equals the reference's (GSM8K accuracy)."""
-    return _mean([float(_same_number(prediction, reference)) for prediction, reference in items])
+    """Share of generations whose final answer equals the reference's (GSM8K accuracy): numbers,
+    fractions, ratios and times by value, answers without a number as text."""
+    return _mean([float(same_answer(prediction, reference)) for prediction, reference in items])
 
 
-def _same_number(prediction: str, reference: str) -> bool:
-    gold = final_number(reference)
-    return gold is not None and final_number(prediction) == gold
+def same_answer(prediction: str, reference: str) -> bool:
+    gold = final_answer(reference)
+    if gold is None:
+        return False
+    if gold.kind == "text":  # a spoken answer: the prediction's words, even if it adds a number
+        marker = max(prediction.rfind("####"), _last_match_end(ANSWER_IS, prediction))
+        return " ".join(words(prediction[marker:] if marker >= 0 else prediction)) == gold.value
+    return final_answer(prediction) == gold
+
+
+def exact_match_warnings(references: list[str]) -> list[str]:
+    """What a user should know before exact_match scores these references: those it cannot
+    read (always scored wrong) and those it compares as text rather than as numbers."""
+    answers = [final_answer(reference) for reference in references]
+    warnings = []
+    for kind, says in ((None, "have no answer exact_match can read; every generation for them scores 0"),
+                       ("text", "have no number; exact_match compares them as text, ignoring case and punctuation")):
+        which = [ref for ref, answer in zip(references, answers) if (answer.kind if answer else None) == kind]
+        if which:
+            example = which[0].strip().splitlines()[-1][:40] if which[0].strip() else ""
+            warnings.append(f"{len(which)} of {len(references)} references {says} (e.g. {example!r})")
+    return warnings
 
 
 def words(text: str) -> list[str]:

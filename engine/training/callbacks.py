@@ -1,101 +1,96 @@
 """Trainer callbacks that turn a TRL stage into events, checkpoints, stop requests and progress.
 
-They are duck-typed rather than subclasses of `transformers.TrainerCallback`: the Trainer only
-calls `on_<event>` methods by name, so this module imports no heavy library and the CLI stays
-fast. `Callback` answers every event it does not define with a no-op.
+They subclass `transformers.TrainerCallback`, so each `on_*` method is one of the Trainer's own
+events (tests/test_callbacks.py checks the names against it: a misspelt one fails there instead
+of never being called). Importing transformers takes seconds and the engine's command line must
+start without it, so the classes are defined on first use: `stage_callbacks` builds a stage's list.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
 
 from engine.training import checkpoints
 from engine.record.events import EventWriter
 
 
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
+def stage_callbacks(events: EventWriter, stage: str, n_examples: int, run_folder: Path, keep: int, stop,
+                    progress: bool) -> list:
+    """A stage's callbacks: its events and checkpoints, the stop request, and (for a person at a
+    terminal) a progress bar."""
+    stage_events, stop_when_asked, stage_progress = callback_classes()
+    callbacks = [stage_events(events, stage, n_examples, run_folder, keep), stop_when_asked(stop)]
+    return callbacks + [stage_progress(stage)] if progress else callbacks
 
 
-class Callback:
-    """Base: any `on_*` event a subclass does not define does nothing."""
+@functools.cache
+def callback_classes() -> tuple[type, type, type]:
+    """(StageEvents, StopWhenAsked, StageProgress), defined once transformers is wanted."""
+    from tqdm.auto import tqdm  # what transformers' ProgressCallback draws with
+    from transformers import ProgressCallback, TrainerCallback
 
-    def __getattr__(self, name: str):
-        if name.startswith("on_"):
-            return _ignore
-        raise AttributeError(name)
+    class StageEvents(TrainerCallback):
+        """stage_started, one `log` event per trainer log (its keys unchanged), and checkpoints.
 
+        A checkpoint is marked complete (see engine.training.checkpoints) before its event is
+        written, so a `checkpoint` event always names a checkpoint that resume will accept."""
 
-class StageEvents(Callback):
-    """stage_started, one `log` event per trainer log (its keys unchanged), and checkpoints.
+        def __init__(self, events: EventWriter, stage: str, n_examples: int, run_folder: Path, keep: int):
+            self.events = events
+            self.stage = stage
+            self.n_examples = n_examples
+            self.run_folder = run_folder
+            self.keep = keep
 
-    A checkpoint is marked complete (see engine.training.checkpoints) before its event is written, so a
-    `checkpoint` event always names a checkpoint that resume will accept."""
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from engine.training.models import count_linear4bit
 
-    def __init__(self, events: EventWriter, stage: str, n_examples: int, run_folder: Path, keep: int):
-        self.events = events
-        self.stage = stage
-        self.n_examples = n_examples
-        self.run_folder = run_folder
-        self.keep = keep
+            quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
+            self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),
+                             n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized)
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from engine.training.models import count_linear4bit
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.events.emit("log", **{**(logs or {}), "stage": self.stage, "step": int(state.global_step)})
 
-        quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
-        self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),
-                         n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized)
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir)
+            saved = folder / f"checkpoint-{state.global_step}"
+            checkpoints.mark_complete(saved)
+            checkpoints.prune(folder, self.keep)
+            self.events.emit("checkpoint", stage=self.stage, step=int(state.global_step),
+                             path=str(saved.relative_to(self.run_folder)))
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        self.events.emit("log", **{**(logs or {}), "stage": self.stage, "step": int(state.global_step)})
+    class StopWhenAsked(TrainerCallback):
+        """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop."""
 
-    def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir)
-        saved = folder / f"checkpoint-{state.global_step}"
-        checkpoints.mark_complete(saved)
-        checkpoints.prune(folder, self.keep)
-        self.events.emit("checkpoint", stage=self.stage, step=int(state.global_step),
-                         path=str(saved.relative_to(self.run_folder)))
+        def __init__(self, stop):
+            self.stop = stop
 
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
 
-class StopWhenAsked(Callback):
-    """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop."""
+    class StageProgress(ProgressCallback):
+        """transformers' own tqdm bar, named after the stage and showing the latest loss in place
+        of printing every log dictionary as a line."""
 
-    def __init__(self, stop):
-        self.stop = stop
+        def __init__(self, stage: str):
+            super().__init__()
+            self.stage = stage
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested:
-            control.should_save = True
-            control.should_training_stop = True
-        return control
+        def on_train_begin(self, args, state, control, **kwargs):
+            """The bar transformers would open, named, and starting where a resumed stage stopped."""
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, initial=state.global_step,
+                                         desc=self.stage.upper(), dynamic_ncols=True)
+            self.current_step = state.global_step
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if self.training_bar is not None and isinstance(loss, (int, float)):
+                self.training_bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-class ProgressBars(Callback):
-    """A rich progress bar for one stage on stderr, with the latest loss (human mode only)."""
-
-    def __init__(self, console, stage: str):
-        self.console = console
-        self.stage = stage
-        self.progress = None
-        self.task = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn(f"{self.stage.upper():>4}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=self.console)
-        self.task = self.progress.add_task(self.stage, total=state.max_steps, completed=state.global_step, loss="")
-        self.progress.start()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.progress.update(self.task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if isinstance(loss, (int, float)):
-            self.progress.update(self.task, loss=f"loss {loss:.4f}")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.progress.stop()
+    return StageEvents, StopWhenAsked, StageProgress

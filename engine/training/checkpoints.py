@@ -40,9 +40,14 @@ def _listing(folder: Path) -> dict[str, int]:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write a JSON file through a temporary name, so readers see the old file or the new one."""
+    write_text_atomic(path, json.dumps(data, indent=2))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file through a temporary name, so readers see the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)

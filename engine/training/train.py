@@ -19,19 +19,25 @@ import gc
 import json
 import os
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from engine.training import checkpoints
 from engine.record import compute
-from engine.training.callbacks import StageEvents, StopWhenAsked
+from engine.training.callbacks import stage_callbacks
 from engine.record.config import RunConfig, from_dict, with_split
 from engine.record.errors import UserError, first_line
 from engine.record.events import EventWriter, read_events
+from engine.record.generations import generations_file
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
 from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
 from engine.record.store import RunStore
+
+if TYPE_CHECKING:  # the types only: this module is imported before the training stack is
+    from engine.tasks.catalog import Splits, Task
+    from engine.training.models import ModelSpec
 
 EXIT_CODES = {"finished": 0, "stopped": 130}
 CONFIG_FILE, EVENTS_FILE, LOG_FILE, RESULTS_FILE = "config.json", "events.jsonl", "engine.log", "results.json"
@@ -53,15 +59,16 @@ class Outcome:
         return data if self.error is None else {**data, "error": self.error}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """What a run trains and evaluates on; rebuilt identically from config.json on resume."""
+    """What a run trains and evaluates on, built once before the run exists; rebuilt identically
+    from config.json on resume. `warnings` are said before training starts."""
 
     config: RunConfig
-    spec: object
-    task: object
-    splits: object
-    warnings: list[str] = field(default_factory=list)
+    spec: ModelSpec
+    task: Task
+    splits: Splits
+    warnings: tuple[str, ...] = ()
 
     @property
     def stages(self) -> list[str]:
@@ -85,12 +92,15 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
 def _task(config: RunConfig):
     from engine.tasks.catalog import get_task
 
-    return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, metric=config.metric)
+    return get_task(config.task, sft_file=config.sft_file, pft_file=config.pft_file, eval_file=config.eval_file,
+                    metric=config.metric)
 
 
-def _plan(config: RunConfig, spec, task) -> Plan:
-    """The run's data; every size is checked here, before anything is written."""
+def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
+    """The run's subsets and what the user should hear about them; every size is checked here,
+    before anything is written."""
     from engine.tasks.catalog import select
+    from engine.tasks.evaluate import reference_warnings
 
     n_eval = min(config.eval_size, len(task.eval_pool))
     if n_eval == 0:
@@ -100,7 +110,8 @@ def _plan(config: RunConfig, spec, task) -> Plan:
     if config.n_sft == 0:
         warnings.append("n_sft = 0: DPO starts from the base model (cold start), which the paper finds "
                         "stalls; a little SFT first avoids it")
-    return Plan(config, spec, task, select(task, config.n_sft, config.n_pft, n_eval, config.seed), warnings)
+    splits = select(task, config.n_sft, config.n_pft, n_eval, config.seed)
+    return splits, (*warnings, *reference_warnings(splits.eval, task.metric))
 
 
 def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
@@ -127,17 +138,8 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
     return run.execute()
 
 
-def _check_quantisation(config: RunConfig) -> None:
-    """`--quant 4bit` on a machine where bitsandbytes cannot load fails before the run exists."""
-    from engine.training.models import bitsandbytes_problem
-
-    problem = bitsandbytes_problem() if config.quant == "4bit" else None
-    if problem:
-        raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
-
-
 def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
-    from engine.training.models import resolve_model
+    from engine.training.models import four_bit_problem, resolve_model
 
     store = RunStore()
     store.mark_dead_runs()
@@ -148,14 +150,15 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
     task = _task(config)
     advice = None
     # a bad size fails here, before `tiny` or `demo` is built into the model cache
-    plan = _plan(config, None, task) if config.n_sft is not None else None
+    data = _data(config, task) if config.n_sft is not None else None
     spec = resolve_model(config.model)
-    _check_quantisation(config)
-    if plan is None:
+    if config.quant == "4bit":  # fails before the run exists
+        four_bit_problem(config.quant)
+    if data is None:
         config, advice = _advise(config, spec.params_b)
-        plan = _plan(config, spec, task)
-        plan.warnings[:0] = advice["warnings"]
-    plan.spec = spec
+        splits, warnings = _data(config, task)
+        data = splits, (*advice["warnings"], *warnings)
+    plan = Plan(config, spec, task, *data)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
     folder.mkdir(parents=True)
@@ -163,6 +166,11 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                     params_b=spec.params_b, advice=advice)
+    if advice is not None:
+        low, high = advice["interval"]
+        run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
+                       f"{advice['n_pft']} pairs, predicted score {advice['predicted_score']:.3f} "
+                       f"(80% interval {low:.3f}–{high:.3f})")
     return run
 
 
@@ -183,7 +191,8 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {config_path}: {exc}") from None
     config = from_dict(saved, str(config_path))
-    plan = _plan(config, resolve_model(config.model), _task(config))
+    task = _task(config)
+    plan = Plan(config, resolve_model(config.model), task, *_data(config, task))
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
@@ -215,9 +224,9 @@ class BaseModels:
     on, so a resumed run matches an uninterrupted one. The evaluation copy is dropped first,
     so only one copy is ever held."""
 
-    def __init__(self, plan: Plan, events: EventWriter):
+    def __init__(self, plan: Plan, warn: Callable[[str], None]):
         self.plan = plan
-        self.events = events
+        self.warn = warn
         self.tokenizer = None
         self._eval_copy = None
 
@@ -229,7 +238,7 @@ class BaseModels:
         model, self.tokenizer = load_model(self.plan.spec, quant=config.quant,
                                            trust_remote_code=config.trust_remote_code)
         for message in getattr(model, "load_warnings", []) if first else []:
-            self.events.emit("warning", message=message)
+            self.warn(message)
         return model
 
     def for_eval(self):
@@ -281,6 +290,11 @@ class LiveRun:
         """Evaluations this run already finished (a resumed run does not redo them)."""
         return {e["stage"]: e for e in read_events(inside(self.folder, EVENTS_FILE)) if e.get("type") == "eval"}
 
+    def warn(self, message: str) -> None:
+        """A warning for the user: a `warning` event and a line on the terminal."""
+        self.events.emit("warning", message=message)
+        self.report.warn(message)
+
     # --- the run ---------------------------------------------------------------------------
     def execute(self) -> Outcome:
         try:
@@ -310,9 +324,9 @@ class LiveRun:
             torch.set_num_threads(config.threads)
         quiet_libraries()
         for message in self.plan.warnings:
-            self.events.emit("warning", message=message)
+            self.warn(message)
         evals = self.recorded_evals()
-        models = BaseModels(self.plan, self.events)
+        models = BaseModels(self.plan, self.warn)
         self.report.say(f"run {self.run_id}: {config.model}, {config.n_sft} SFT examples, {config.n_pft} pairs")
         if "base" not in evals:
             evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
@@ -338,8 +352,8 @@ class LiveRun:
         start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
         checkpoints.prune(folder, self.config.keep_checkpoints)
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
-        callbacks = [StageEvents(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints),
-                     StopWhenAsked(self.stop), *self.report.callbacks(stage)]
+        callbacks = stage_callbacks(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints,
+                                    self.stop, progress=self.report.enabled)
         set_seed(self.config.seed)  # LoRA init and data order never depend on what ran before
         if stage == "sft":
             trainer = stages.sft_trainer(self.config, models.fresh(), models.tokenizer, examples, folder, callbacks)
@@ -378,11 +392,21 @@ class LiveRun:
         self.report.say(f"evaluating {stage} on {len(splits.eval)} held-out examples")
         result = evaluate(model, tokenizer, splits.eval, self.plan.task.metric, batch_size=config.eval_batch_size,
                           max_new_tokens=config.eval_max_new_tokens, max_length=config.max_length)
+        saved = {"generations": self._save_generations(stage, result.generations)} if result.generations else {}
         event = self.events.emit("eval", stage=stage, metric=result.metric, value=float(result.value),
-                                 n=int(result.n), **result.extras)
+                                 n=int(result.n), **result.extras, **saved)
         self.store.add_metric(self.run_id, stage, result.metric, float(result.value))
         self.report.say(f"{stage:>4} {result.metric} = {result.value:.4f} (n={result.n})")
         return event
+
+    def _save_generations(self, stage: str, generations: list[dict]) -> str:
+        """What the model wrote for each held-out example, as JSONL in the run folder."""
+        relative = generations_file(stage)
+        path = inside(self.folder, relative)
+        path.parent.mkdir(exist_ok=True)
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
+        checkpoints.write_text_atomic(path, lines)
+        return relative
 
     # --- endings ---------------------------------------------------------------------------
     def _results(self, evals: dict[str, dict]) -> dict:

@@ -1,4 +1,5 @@
-"""The run's own words: the engine's stderr, stray stdout, and its warning and error events."""
+"""The run's own words: the engine's stderr, stray stdout, and its warning and error events; a
+progress bar being drawn shows in the bottom border until its line is done."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ class LogPane(RichLog):
 
     def __init__(self, **kwargs):
         super().__init__(max_lines=MAX_LINES, wrap=False, markup=False, highlight=False, **kwargs)
+
+    def show_progress(self, progress: str) -> None:
+        """A library's progress bar as it stands, in the pane's bottom border (one updating line)."""
+        self.border_subtitle = progress[-200:]
 
     def add(self, lines: list[tuple[str, str]]) -> None:
         for kind, text in lines:

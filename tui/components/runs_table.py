@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.record.errors import local_time
 from tui.components.status_line import STATUS_STYLES, clock
 
 COLUMNS = ("status", "run id", "task", "model", "n_sft", "n_pft", "score", "started", "took")
-
-
-def when(stamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "—"
 
 
 class RunsTable(DataTable):
@@ -35,5 +30,5 @@ class RunsTable(DataTable):
             self.add_row(
                 Text(run["status"], style=STATUS_STYLES.get(run["status"], "")), run["run_id"], run["task"],
                 run["model"], Text(f"{run['n_sft']:,}", justify="right"), Text(f"{run['n_pft']:,}", justify="right"),
-                Text(score, justify="right"), when(run.get("created_at")), clock(took), key=run["run_id"],
+                Text(score, justify="right"), local_time(run.get("created_at")), clock(took), key=run["run_id"],
             )

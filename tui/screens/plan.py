@@ -3,28 +3,25 @@ recomputed off the UI thread a moment after the typing stops."""
 
 from __future__ import annotations
 
-import os
-import time
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer, Header
 
-from tui.advice import Advice, IsoGrid
+from tui.advice import Advice, IsoGrid, Planner
 from tui.components.budget_plot import BudgetLinePlot
 from tui.components.inputs_form import InputsForm
 from tui.components.iso_plot import IsoScorePlot
 from tui.components.recommendation_table import RecommendationView
 from tui.inputs import PlanInputs
-from tui.messages import AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged
-from tui.screens.confirm import ConfirmLaunch
+from tui.messages import (AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged,
+                          LaunchRequested)
 
 DEBOUNCE_S = 0.3
-READY_FILE_ENV = "BUDGETTUI_READY_FILE"  # bench: write the time of the first recommendation frame, then exit
 
 
 class PlanScreen(Screen):
@@ -35,11 +32,15 @@ class PlanScreen(Screen):
         Binding("ctrl+g", "toggle_plot", "Budget line / iso-score"),
     ]
 
-    def __init__(self, inputs: PlanInputs):
+    # `compute_<name>` would make a reactive computed: the advice comes from the `ask_advisor` worker
+    advice: reactive[Advice | None] = reactive(None, always_update=True, init=False)
+    plot: reactive[str] = reactive("budget-plot", init=False)  # the id of the plot on show
+
+    def __init__(self, inputs: PlanInputs, planner: Planner):
         super().__init__()
         self.initial = inputs
+        self.planner = planner
         self.inputs: PlanInputs | None = inputs
-        self.advice: Advice | None = None
         self.refusal = ""
         self.fit_error = ""
         self.grid: tuple[PlanInputs, IsoGrid] | None = None
@@ -62,7 +63,15 @@ class PlanScreen(Screen):
 
     @property
     def showing_iso(self) -> bool:
-        return self.query_one(ContentSwitcher).current == "iso-plot"
+        return self.plot == "iso-plot"
+
+    def watch_advice(self, advice: Advice | None) -> None:
+        if advice is not None:
+            self.query_one(RecommendationView).show(advice)
+            self.query_one(BudgetLinePlot).show(advice)
+
+    def watch_plot(self, plot: str) -> None:
+        self.query_one(ContentSwitcher).current = plot
 
     # --- inputs → advice --------------------------------------------------------------------
     @on(InputsChanged)
@@ -90,11 +99,11 @@ class PlanScreen(Screen):
 
     def recompute(self) -> None:
         if self.fitted and self.inputs is not None:
-            self.compute_advice(self.inputs, self.showing_iso)
+            self.ask_advisor(self.inputs, self.showing_iso)
 
     @work(thread=True, exclusive=True, group="advice")
-    def compute_advice(self, inputs: PlanInputs, with_grid: bool) -> None:
-        planner = self.app.planner
+    def ask_advisor(self, inputs: PlanInputs, with_grid: bool) -> None:
+        planner = self.planner
         try:
             advice = planner.advise(inputs)
         except ValueError as exc:
@@ -109,14 +118,11 @@ class PlanScreen(Screen):
         advice = message.advice
         if advice.inputs != self.inputs:
             return
-        self.advice, self.refusal = advice, ""
+        self.refusal = ""
         self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
-        self.query_one(RecommendationView).show(advice)
-        self.query_one(BudgetLinePlot).show(advice)
+        self.advice = advice
         if self.grid is not None and self.grid[0] == advice.inputs:
             self.query_one(IsoScorePlot).show(advice, self.grid[1])
-        if os.environ.get(READY_FILE_ENV):
-            self.call_after_refresh(self._report_ready)
 
     @on(AdviceFailed)
     def _advice_failed(self, message: AdviceFailed) -> None:
@@ -131,16 +137,9 @@ class PlanScreen(Screen):
         if self.advice is not None and self.advice.inputs == message.inputs:
             self.query_one(IsoScorePlot).show(self.advice, message.grid)
 
-    def _report_ready(self) -> None:
-        path = os.environ.pop(READY_FILE_ENV)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(f"{time.time():.6f}\n")
-        self.app.exit()
-
     # --- actions --------------------------------------------------------------------------
     def action_toggle_plot(self) -> None:
-        switcher = self.query_one(ContentSwitcher)
-        switcher.current = "budget-plot" if self.showing_iso else "iso-plot"
+        self.plot = "budget-plot" if self.showing_iso else "iso-plot"
         stale = self.grid is None or self.grid[0] != self.inputs
         if self.showing_iso and stale:
             self.recompute()
@@ -154,10 +153,4 @@ class PlanScreen(Screen):
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
-        launch = self.app.new_launch(self.inputs, *self.advice.split, self.advice.prediction, self.advice.forecast)
-
-        def confirmed(go: bool | None) -> None:
-            if go:
-                self.app.start_run(launch)
-
-        self.app.push_screen(ConfirmLaunch(launch), confirmed)
+        self.post_message(LaunchRequested(self.advice))

@@ -1,14 +1,15 @@
 """The run screen: a run's loss curves, DPO rewards, evaluations and log, redrawn on a timer.
 
 Events are folded as they arrive but the screen repaints at most `TICK_S` apart, so a burst of
-hundreds of events per second costs a few repaints, not hundreds."""
+hundreds of events per second costs a few repaints, not hundreds. The advisor's prediction for
+the run's split and the store's word on a re-attached run come from workers, as messages."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
@@ -22,8 +23,12 @@ from tui.components.eval_panel import EvalPanel
 from tui.components.log_pane import LogPane
 from tui.components.loss_plot import LossPlot
 from tui.components.status_line import StatusLine
-from tui.messages import RunEnded
+from tui.messages import EndedElsewhere, PredictionReady, RunEnded
+from tui.screens.generations import GenerationsScreen
 from tui.watch import RunWatch
+
+if TYPE_CHECKING:
+    from tui.advice import Planner
 
 TICK_S = 0.25
 STORE_CHECK_S = 2.0
@@ -34,13 +39,14 @@ class RunScreen(Screen):
 
     BINDINGS = [
         Binding("s", "stop", "Stop run"),
+        Binding("g", "generations", "What it wrote"),
         Binding("escape", "back", "Back"),
-        Binding("ctrl+o", "app.show_runs", "Past runs"),
     ]
 
-    def __init__(self, watch: RunWatch, clock: Callable[[], float] = time.time):
+    def __init__(self, watch: RunWatch, planner: Planner | None = None, clock: Callable[[], float] = time.time):
         super().__init__()
         self.run_watch = watch
+        self.planner = planner
         self.clock = clock
         self._reported_end = False
         self._drawn: tuple | None = None
@@ -72,9 +78,19 @@ class RunScreen(Screen):
         watch.poll()
         if watch.prediction is None and state.split is not None and not self._asked_prediction:
             self._asked_prediction = True
-            self.app.predict_for(watch)
-        self.query_one(LogPane).add(watch.take_log())
+            self.predict(state.config.get("task"), state.config.get("model"), state.split, state.params_b)
+        log = self.query_one(LogPane)
+        log.add(watch.take_log())
+        log.show_progress(watch.progress)
         self.query_one(StatusLine).show(state, self.clock())
+        self.redraw()
+        if state.finished and not self._reported_end:
+            self._reported_end = True
+            self.post_message(RunEnded(watch.run_id, state.status))
+
+    def redraw(self) -> None:
+        """Redraw the plots and panels if anything they show changed."""
+        watch, state = self.run_watch, self.run_watch.state
         drawn = (state.n_events, state.status, watch.prediction)
         if drawn != self._drawn:
             self._drawn = drawn
@@ -85,9 +101,22 @@ class RunScreen(Screen):
             self.query_one("#dpo-loss", LossPlot).show(state.stages.get("dpo"), no_dpo)
             self.query_one(DpoPanel).show(state.stages.get("dpo"), no_dpo)
             self.query_one(EvalPanel).show(state.evals, watch.prediction, state.final_stage)
-        if state.finished and not self._reported_end:
-            self._reported_end = True
-            self.post_message(RunEnded(watch.run_id, state.status))
+
+    @work(thread=True, exclusive=True, group="predict")
+    def predict(self, task: object, model: object, split: tuple[int, int], params_b: float | None) -> None:
+        """The advisor's prediction for the run's split (its config names task and model)."""
+        if self.planner is None or not task or not model or not self.planner.wait_fitted(timeout=60):
+            return
+        try:
+            prediction = self.planner.predict(str(task), str(model), *split, params_b=params_b)
+        except ValueError:  # the advisor refuses (say, an unnamed size): the panel shows no prediction
+            return
+        self.post_message(PredictionReady(prediction))
+
+    @on(PredictionReady)
+    def _prediction_ready(self, message: PredictionReady) -> None:
+        self.run_watch.prediction = message.prediction
+        self.redraw()
 
     @work(thread=True, exclusive=True, group="store-check")
     def check_store(self) -> None:
@@ -101,10 +130,11 @@ class RunScreen(Screen):
         except UserError:
             return
         if status != "running":
-            self.app.call_from_thread(self._ended_elsewhere, status)
+            self.post_message(EndedElsewhere(status))
 
-    def _ended_elsewhere(self, status: str) -> None:
-        self.run_watch.ended_elsewhere(status)
+    @on(EndedElsewhere)
+    def _ended_elsewhere(self, message: EndedElsewhere) -> None:
+        self.run_watch.ended_elsewhere(message.status)
         self.tick()
 
     def action_stop(self) -> None:
@@ -115,5 +145,8 @@ class RunScreen(Screen):
         else:
             self.notify("No process to stop (the run is not running here).", severity="warning")
 
+    def action_generations(self) -> None:
+        self.app.push_screen(GenerationsScreen(self.run_watch.folder, self.run_watch.state.evals))
+
     def action_back(self) -> None:
-        self.app.pop_screen()
+        self.dismiss()

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from engine.record.errors import UserError
 from engine.record.store import RunStore
 from tui.components.runs_table import RunsTable
+from tui.messages import OpenRun, RunsLoaded
 
 
 class RunsScreen(Screen):
@@ -39,9 +40,16 @@ class RunsScreen(Screen):
             store.mark_dead_runs()
             runs = store.list_runs()
         except UserError as exc:
-            self.app.call_from_thread(self.query_one("#runs-summary", Static).update, str(exc))
+            self.post_message(RunsLoaded([], str(exc)))
             return
-        self.app.call_from_thread(self.show_runs, runs)
+        self.post_message(RunsLoaded(runs))
+
+    @on(RunsLoaded)
+    def _runs_loaded(self, message: RunsLoaded) -> None:
+        if message.problem:
+            self.query_one("#runs-summary", Static).update(message.problem)
+        else:
+            self.show_runs(message.runs)
 
     def show_runs(self, runs: list[dict]) -> None:
         self.query_one(RunsTable).show(runs)
@@ -49,10 +57,10 @@ class RunsScreen(Screen):
         for run in runs:
             counts[run["status"]] = counts.get(run["status"], 0) + 1
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        summary = f"{len(runs)} runs" + (f" ({detail})" if detail else "") + " · Enter opens a run"
+        summary = f"{len(runs)} run{'' if len(runs) == 1 else 's'}" + (f" ({detail})" if detail else "") + " · Enter opens a run"
         self.query_one("#runs-summary", Static).update(summary if runs else "No runs yet: plan one and press ctrl+r.")
         self.query_one(RunsTable).focus()
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(str(event.row_key.value))
+        self.post_message(OpenRun(str(event.row_key.value)))
