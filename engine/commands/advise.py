@@ -65,14 +65,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def advise(args: argparse.Namespace) -> int:
     from advisor import Advisor
-    from advisor.records import parse_params_b
     from engine.record.compute import effective_costs, measured_price
     from engine.record.errors import UserError
+    from engine.record.model_names import canonical_model, model_size
     from engine.record.past_runs import load_past_runs
 
-    params_b = args.params_b or parse_params_b(args.model)
+    args.model = canonical_model(args.model)  # `demo` is SmolLM2-135M-Instruct, and pools with its runs
+    params_b = model_size(args.model, args.params_b)
     if params_b is None:
-        raise UserError(f"--params-b is needed: the model name {args.model!r} states no size (e.g. 8 for an 8B model)")
+        raise UserError(f"--params-b is needed: the model name {args.model!r} states no size (e.g. 8 for an 8B "
+                        "model) and no run of it is in the store")
     price = None if args.gpu_hour_price is None else measured_price(args.gpu_hour_price, args.task, args.model)
     sft_cost, pft_cost = effective_costs(args.sft_cost, args.pft_cost, price)
     runs = load_past_runs(args.runs)
