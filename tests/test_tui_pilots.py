@@ -27,7 +27,7 @@ def test_measuring_the_base_score_fills_the_field_and_records_the_point(home):
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
         async with app.run_test(size=SIZE) as pilot:
             await advised(pilot)
-            assert "not measured for this task and model yet" in screen_text(app)
+            assert "Base score: not measured yet — ctrl+b measures it (no labels bought)" in screen_text(app)
             fitted_before = app.plan_screen.advice.n_runs
             await pilot.press("ctrl+b")
             field = app.plan_screen.query_one("#in-base_score")

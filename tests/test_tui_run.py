@@ -302,7 +302,8 @@ def test_a_real_engine_run_on_the_tiny_model(home):
             text = screen_text(app)
             assert "FINISHED" in text and "exact_match" in text
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 1, what="the refit")
+            # three measured points: the base model, the SFT policy and the final one
+            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 3, what="the refit")
 
     asyncio.run(main())
 

@@ -200,7 +200,7 @@ class PilotPanel(Static):
         if self.base_scores:
             measured = ", ".join(f"{score:.3f} ({metric})" for metric, score in sorted(self.base_scores.items()))
             return Text(f"Base score: measured {measured}", style="dim")
-        return Text.assemble(("Base score: not measured for this task and model yet — ", ""),
+        return Text.assemble(("Base score: not measured yet — ", ""),
                              ("ctrl+b", "bold"), (" measures it (no labels bought)", ""))
 
     def _pilot_lines(self) -> list[Text]:
