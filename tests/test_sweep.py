@@ -30,9 +30,11 @@ def swept(tmp_path_factory):
     os.kill(proc.pid, signal.SIGINT)  # the sweep alone, as a terminal's Ctrl-C reaches it
     stopped = proc.wait(timeout=120), proc.stderr.read()
     status_after_stop = json_out(engine(home, "runs", "list", "--json"))
+    commands_after_stop = engine(home, *GRID, "--print-commands").stdout.splitlines()
     continued = engine(home, *GRID)
     again = engine(home, *GRID)
     return {"home": home, "commands": commands, "stopped": stopped, "after_stop": status_after_stop,
+            "commands_after_stop": commands_after_stop,
             "continued": continued, "again": again}
 
 
@@ -41,6 +43,8 @@ def test_a_stop_ends_the_current_cell_cleanly_and_the_same_command_continues(swe
     code, stderr = swept["stopped"]
     assert code == 130 and "stopped in grid-b16-s100; run the same command again to continue" in stderr
     assert [(r["run_id"], r["status"]) for r in swept["after_stop"]] == [("grid-b16-s100", "stopped")]
+    assert swept["commands_after_stop"][0] == "engine resume grid-b16-s100"  # a stopped cell is continued
+    assert len(swept["commands_after_stop"]) == 4
     continued = swept["continued"]
     assert continued.returncode == 0, continued.stderr
     assert "cell 1/4 grid-b16-s100 (16 SFT, 0 pairs) resuming" in continued.stderr
