@@ -2,9 +2,13 @@
 with nothing trained — the (0, 0) point the advisor fits on; and a model the store knows needs
 no --params-b."""
 
+import os
+import signal
+
 import pytest
 
-from runner import TINY, engine, events, folder, json_out, of_type
+from engine.record.events import problems
+from runner import TINY, engine, events, folder, json_out, of_type, start, wait_for_event
 
 ADVISE = ["advise", "--task", "gsm8k_math", "--budget", "100", "--sft-cost", "1", "--pft-cost", "1", "--json"]
 
@@ -65,3 +69,17 @@ def test_bad_input_is_one_line_and_records_nothing(tmp_path, args, problem):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and problem in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_a_stopped_baseline_is_resumed_to_its_score(tmp_path):
+    proc = start(tmp_path, "baseline", *TINY, "--eval-size", "64", "--run-id", "cut")
+    wait_for_event(tmp_path, "cut", proc, lambda e: e["type"] == "run_started")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, proc.stderr.read()
+    assert json_out(engine(tmp_path, "runs", "show", "cut", "--json"))["status"] == "stopped"
+    out = json_out(engine(tmp_path, "resume", "cut", "--json"))
+    assert out["status"] == "finished" and set(out["results"]["scores"]) == {"base"}
+    evs = events(tmp_path, "cut")
+    assert [p for e in evs for p in problems(e)] == [] and not of_type(evs, "resumed")
+    assert [e["status"] for e in of_type(evs, "run_finished")] == ["stopped", "finished"]
