@@ -316,7 +316,8 @@ class RunStore:
 
         found: dict[str, list[float]] = {}
         for point in self.evaluations():
-            if point["stage"] == "base" and point["score"] and point["task"] == task and same_model(point["model"], model):
+            if (point["stage"] == "base" and point["score"] and point["task"] == task
+                    and same_model(point["model"], model)):
                 found.setdefault(point["metric"], []).append(point["value"])
         return {metric: statistics.fmean(values) for metric, values in found.items()}
 

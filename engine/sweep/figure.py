@@ -183,9 +183,10 @@ def svg_figure(table: SweepTable) -> str:
     positions = _budget_positions(sweep.budgets)
     shift = 6  # shares side by side at one budget, so intervals do not hide each other
 
-    def x_of(row: Row, dx: float = 0.0) -> float:
+    def x_of(row: Row) -> float:
         middle = (len(sweep.ratios) - 1) / 2
-        return left + 20 + positions[row.cell.budget] * (right - left - 40) + (sweep.ratios.index(row.cell.share) - middle) * shift + dx
+        side = (sweep.ratios.index(row.cell.share) - middle) * shift
+        return left + 20 + positions[row.cell.budget] * (right - left - 40) + side
 
     def y_of(value: float) -> float:
         return bottom_px - (value - bottom) / (top - bottom) * (bottom_px - top_px)
@@ -193,7 +194,8 @@ def svg_figure(table: SweepTable) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="24" font-size="15">{escape(f"{sweep.task} · {sweep.model} · sweep {sweep.name}")}</text>',
+             f'<text x="{left}" y="24" font-size="15">'
+             f'{escape(f"{sweep.task} · {sweep.model} · sweep {sweep.name}")}</text>',
              f'<line x1="{left}" y1="{bottom_px}" x2="{right}" y2="{bottom_px}" stroke="black"/>',
              f'<line x1="{left}" y1="{top_px}" x2="{left}" y2="{bottom_px}" stroke="black"/>']
     for i in range(6):

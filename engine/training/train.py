@@ -75,7 +75,8 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
     from engine.record.past_runs import load_past_runs
 
     advice = Advisor().fit(load_past_runs()).recommend(
-        config.task, canonical_model(config.model), config.budget, config.sft_cost, config.pft_cost, params_b=params_b)
+        config.task, canonical_model(config.model), config.budget, config.sft_cost, config.pft_cost,
+        params_b=params_b)
     if advice.n_sft + advice.n_pft == 0:
         raise UserError(f"a budget of {config.budget:g} buys no examples at these prices")
     summary = {key: value for key, value in advice.to_dict().items() if key != "curve"}
