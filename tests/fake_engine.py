@@ -10,11 +10,15 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
     die     a few events, then exit 3 with no run_finished (a crash)
     flood   `--n-logs` SFT log events as fast as it can, then finishes
     slow    one log event every `--delay` s until SIGINT, then run_finished "stopped"
+
+`baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error)
+and `pilot … --json` prints PILOTS, in the shapes `engine baseline` and `engine pilot` print.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -25,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.record.events import SCHEMA_VERSION, EventWriter  # noqa: E402
-from engine.record.home import run_dir  # noqa: E402
+from engine.record.home import home_dir, run_dir  # noqa: E402
 from engine.record.store import RunStore  # noqa: E402
 
 SFT_STEPS, DPO_STEPS = 24, 16
@@ -96,7 +100,54 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+BASE_SCORE = 0.031
+PILOTS = {"pilots": [{"n_sft": 16, "n_pft": 16, "cost": 24.0, "expected_regret_after": 0.012},
+                     {"n_sft": 32, "n_pft": 0, "cost": 32.0, "expected_regret_after": 0.008}],
+          "pilot_cost": 56.0, "expected_regret_now": 0.021, "expected_regret_after": 0.008,
+          "reason": "two pilots lower the expected regret by more than they cost"}
+PILOT_ARGV_FILE = "fake-pilot-argv.json"
+
+
+def baseline(argv: list[str]) -> int:
+    """`baseline --task T --model M --json`: a finished run with nothing trained and a base score."""
+    parser = argparse.ArgumentParser(prog="fake_engine baseline")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--json", action="store_true")
+    args, _ = parser.parse_known_args(argv)
+    if os.environ.get("FAKE_BASELINE") == "error":
+        print(f"engine: error: unknown task {args.task!r}", file=sys.stderr)
+        return 2
+    run_id = f"base-{os.getpid()}"
+    folder = run_dir(run_id)
+    folder.mkdir(parents=True)
+    store = RunStore()
+    config = {"task": args.task, "model": args.model, "n_sft": 0, "n_pft": 0}
+    store.create_run(run_id, task=args.task, model=args.model, params_b=FAKE_PARAMS_B, n_sft=0, n_pft=0,
+                     config=config, run_dir=str(folder), pid=os.getpid())
+    writer = EventWriter(folder / "events.jsonl", run_id)
+    writer.emit("run_started", config=config, pid=os.getpid())
+    writer.emit("eval", stage="base", metric="exact_match", value=BASE_SCORE, n=40)
+    store.add_eval(run_id, "base", "exact_match", BASE_SCORE, higher_is_better=True, lower=0.0, upper=1.0)
+    results = {"metric": "exact_match", "n_sft": 0, "n_pft": 0, "n_eval": 40, "scores": {"base": BASE_SCORE},
+               "score": BASE_SCORE}
+    writer.emit("run_finished", status="finished", results=results)
+    store.finish_run(run_id, status="finished", score=BASE_SCORE, metric="exact_match", results=results)
+    print(json.dumps({"run_id": run_id, "status": "finished", "results": results}))
+    return 0
+
+
+def pilot(argv: list[str]) -> int:
+    """`pilot … --json`: a canned proposal in `engine pilot --json`'s shape; the argv is kept for the test."""
+    home_dir().mkdir(parents=True, exist_ok=True)
+    (home_dir() / PILOT_ARGV_FILE).write_text(json.dumps(argv))
+    print(json.dumps(PILOTS))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("baseline", "pilot"):
+        return {"baseline": baseline, "pilot": pilot}[argv[0]](argv[1:])
     args = parse_args(argv)
     folder = run_dir(args.run_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,6 +163,9 @@ def main(argv: list[str]) -> int:
         if kind == "run_started":
             fields = {**fields, "pid": os.getpid()}
         writer.emit(kind, **fields)
+        if kind == "eval":  # as the engine does: each evaluation is a point the advisor fits on
+            store.add_eval(args.run_id, fields["stage"], fields["metric"], fields["value"], higher_is_better=True,
+                           lower=0.0, upper=1.0)
     if args.scenario == "die":
         print("fake engine: Segmentation fault (simulated)", file=sys.stderr, flush=True)
         return 3

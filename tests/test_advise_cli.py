@@ -32,18 +32,24 @@ def test_json_recommends_a_mix_at_20k_and_sft_only_at_100(home, capsys, budget, 
     assert data["n_past_runs"] == 209 and data["params_b"] == 8.0
 
 
-def test_finished_local_runs_join_the_past_runs(home, capsys):
+def test_the_evaluations_of_local_runs_join_the_past_runs(home, capsys):
+    """A finished SFT-only run is two points; a failed one keeps its base evaluation (one point
+    with the other's: the same base model); a run still going waits until it ends."""
     from engine.record.store import RunStore
 
     args = [*GSM_LLAMA, "--budget", "500", "--sft-cost", "1", "--pft-cost", "1"]
     before = advise_json(capsys, *args)["n_past_runs"]
     store = RunStore()
-    for run_id, status in (("done", "finished"), ("broken", "failed")):
+    score = dict(higher_is_better=True, lower=0.0, upper=1.0)
+    for run_id, status, evals in (("done", "finished", {"base": 0.01, "sft": 0.02}), ("broken", "failed", {"base": 0.01}),
+                                  ("live", "running", {"base": 0.01, "sft": 0.03})):
         store.create_run(run_id, task="gsm8k_math", model="SmolLM2-135M", params_b=0.135, n_sft=64, n_pft=0,
                          config={}, run_dir=str(home / "runs" / run_id), pid=1)
-        store.finish_run(run_id, status=status, score=0.02 if status == "finished" else None,
-                         metric="gsm8k_test_accuracy", results={})
-    assert advise_json(capsys, *args)["n_past_runs"] == before + 1
+        for stage, value in evals.items():
+            store.add_eval(run_id, stage, "exact_match", value, **score)
+        if status != "running":
+            store.finish_run(run_id, status=status, score=evals.get("sft"), metric="exact_match", results={})
+    assert advise_json(capsys, *args)["n_past_runs"] == before + 2
 
 
 def test_runs_flag_fits_on_exactly_those_files(home, tmp_path, capsys):

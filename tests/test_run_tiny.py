@@ -86,7 +86,7 @@ def test_store_lists_the_run_and_the_advisor_counts_it(accepted):
     assert row["status"] == "finished" and row["score"] == accepted["out"]["results"]["score"]
     assert (row["n_sft"], row["n_pft"], row["task"], row["model"]) == (32, 32, "gsm8k_math", "tiny")
     before, after = accepted["past"]
-    assert after == before + 1
+    assert after == before + 3  # its base, SFT and final evaluations: three measured points
 
 
 def test_each_stage_records_its_measured_seconds_per_example(accepted):

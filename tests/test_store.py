@@ -18,19 +18,21 @@ def _create(store, run_id, **over):
     store.create_run(run_id, **fields)
 
 
-def test_round_trip_and_past_runs_only_finished(tmp_path):
+def test_round_trip_and_past_runs_of_ended_runs(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     for run_id, status in [("a", "finished"), ("b", "failed"), ("c", "stopped"), ("d", "running")]:
         _create(store, run_id)
+        store.add_eval(run_id, "dpo", "exact_match", 0.5, higher_is_better=True, lower=0.0, upper=1.0)
         if status != "running":
             store.finish_run(run_id, status=status, score=0.5, metric="exact_match", results={"dpo": 0.5})
     store.add_metric("a", "sft", "exact_match", 0.25)
     run = store.get_run("a")
     assert run["status"] == "finished" and run["config"] == {"seed": 1} and run["results"] == {"dpo": 0.5}
-    assert store.metrics("a") == [{"stage": "sft", "name": "exact_match", "value": 0.25, "time": pytest.approx(
-        store.metrics("a")[0]["time"])}]
-    past = store.past_runs()
-    assert [(r.source, r.n_sft, r.n_pft, r.score) for r in past] == [("store:a", 32, 32, 0.5)]
+    assert store.metrics("a")[-1] == {"stage": "sft", "name": "exact_match", "value": 0.25, "time": pytest.approx(
+        store.metrics("a")[-1]["time"])}
+    past = store.past_runs()  # a running run's evaluations wait until it ends; a plain metric row is no evaluation
+    assert sorted((r.source, r.n_sft, r.n_pft, r.score) for r in past) == [
+        ("store:a:dpo", 32, 32, 0.5), ("store:b:dpo", 32, 32, 0.5), ("store:c:dpo", 32, 32, 0.5)]
     assert {r["run_id"] for r in store.list_runs()} == {"a", "b", "c", "d"}
 
 
@@ -74,6 +76,7 @@ WRITER = textwrap.dedent("""
         for step in range(4):
             store.add_metric(run_id, "sft", "loss", float(step))
             store.heartbeat(run_id)
+        store.add_eval(run_id, "dpo", "m", i / 100, higher_is_better=True, lower=0.0, upper=1.0)
         store.finish_run(run_id, status="finished", score=i / 100, metric="m", results={})
 """)
 
@@ -96,7 +99,7 @@ def test_two_writer_processes_and_a_polling_reader_lose_nothing(tmp_path):
     ids = [r["run_id"] for r in runs]
     assert len(ids) == len(set(ids)) == 2 * per_writer
     assert all(r["status"] == "finished" for r in runs)
-    assert sum(len(store.metrics(i)) for i in ids) == 2 * per_writer * 4
+    assert sum(len(store.metrics(i)) for i in ids) == 2 * per_writer * 5
     assert len(store.past_runs()) == 2 * per_writer
     assert polls > 0
     assert json.loads(json.dumps(runs))  # rows are plain JSON-able data

@@ -65,8 +65,9 @@ def test_a_launched_run_fills_the_run_screen_and_the_advisor_refits(home):
             assert RunStore().get_run(watch.run_id)["status"] == "finished"
             # the finished run is a new past run: the plan's advisor refits on it
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 1, what="the refit")
-            assert f"fitted on {advice.n_runs + 1} past runs, 1 yours" in screen_text(app)
+            # three measured points: the base model, the SFT policy and the final one
+            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 3, what="the refit")
+            assert f"fitted on {advice.n_runs + 3} past runs, 3 yours" in screen_text(app)
 
     asyncio.run(main())
 
@@ -301,7 +302,8 @@ def test_a_real_engine_run_on_the_tiny_model(home):
             text = screen_text(app)
             assert "FINISHED" in text and "exact_match" in text
             await pilot.press("escape")
-            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 1, what="the refit")
+            # three measured points: the base model, the SFT policy and the final one
+            await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 3, what="the refit")
 
     asyncio.run(main())
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.record.compute import ComputePrice, effective_costs, measured_price
 from engine.record.errors import UserError
+from engine.record.model_names import canonical_model, model_size
 from tui.inputs import PlanInputs
 
 if TYPE_CHECKING:
@@ -121,14 +122,17 @@ class Planner:
             except UserError as exc:
                 problem = str(exc)
         costs = effective_costs(inputs.sft_cost, inputs.pft_cost, compute)
-        recommendation = advisor.recommend(inputs.task, inputs.model, inputs.budget, *costs, params_b=inputs.params_b,
+        model = canonical_model(inputs.model)  # `demo` pools with SmolLM2-135M-Instruct; a stored model knows its size
+        recommendation = advisor.recommend(inputs.task, model, inputs.budget, *costs,
+                                           params_b=model_size(model, inputs.params_b),
                                            base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
         return Advice(inputs, recommendation, fitted.n_local, compute, problem)
 
     def predict(self, task: str, model: str, n_sft: int, n_pft: int, params_b: float | None = None,
                 base_score: float | None = None) -> tuple[float, float, float]:
         advisor, _ = self._current()
-        mean, lo, hi = advisor.predict(task, model, n_sft, n_pft, params_b=params_b, base_score=base_score)
+        mean, lo, hi = advisor.predict(task, canonical_model(model), n_sft, n_pft, params_b=params_b,
+                                       base_score=base_score)
         return float(mean), float(lo), float(hi)
 
     def iso_grid(self, advice: Advice) -> IsoGrid:
@@ -139,5 +143,7 @@ class Planner:
         inputs, money, (sft_cost, pft_cost) = advice.inputs, advice.recommendation.label_budget, advice.costs
         sfts = np.linspace(0, GRID_REACH * money / sft_cost, GRID_SHAPE[0])
         pfts = np.linspace(0, GRID_REACH * money / pft_cost, GRID_SHAPE[1])
-        return IsoGrid(sfts, pfts, advisor.score_grid(inputs.task, inputs.model, sfts, pfts,
-                                                       params_b=inputs.params_b, base_score=inputs.base_score))
+        model = canonical_model(inputs.model)
+        return IsoGrid(sfts, pfts, advisor.score_grid(inputs.task, model, sfts, pfts,
+                                                       params_b=model_size(model, inputs.params_b),
+                                                       base_score=inputs.base_score))

@@ -68,10 +68,12 @@ def fitted_advisor(args: argparse.Namespace):
     """(advisor fitted on the past runs, the model's size): a size nobody states is refused."""
     from advisor import Advisor
     from engine.record.errors import UserError
+    from engine.record.model_names import canonical_model, model_size
     from engine.record.past_runs import load_past_runs
 
+    args.model = canonical_model(args.model)  # `demo` is SmolLM2-135M-Instruct, and pools with its runs
     advisor = Advisor().fit(load_past_runs(args.runs))
-    params_b = advisor.size_of(args.model, args.params_b)
+    params_b = advisor.size_of(args.model, args.params_b) or model_size(args.model, None)
     if params_b is None:
         raise UserError(f"--params-b is needed: the model name {args.model!r} states no size and no past run "
                         f"records it (e.g. 8 for an 8B model)")

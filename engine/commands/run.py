@@ -39,12 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     parser.add_argument("--run-id", help="name the run (letters, digits, '-' and '_'); default: time-based")
     add_output_flags(parser)
+    add_settings(parser, FIELDS, SIZE_THE_RUN)
+    parser.set_defaults(handler=run)
+
+
+def add_settings(parser: argparse.ArgumentParser, names, description: str | None = None) -> None:
+    """One flag per run setting in `names` (shared with `engine baseline` and `engine sweep`)."""
     from engine.tasks.metrics import METRICS
 
-    settings = parser.add_argument_group("settings (also keys of the --config file)", SIZE_THE_RUN)
+    settings = parser.add_argument_group("settings (also keys of the --config file)", description)
     listed = {"metric": f"; one of {', '.join(sorted(METRICS))}"}  # the registry, so it never goes stale
-    for name, spec in FIELDS.items():
-        kind = KIND[name]
+    for name in names:
+        spec, kind = FIELDS[name], KIND[name]
         default = spec.default if not isinstance(spec.default, tuple) else ",".join(spec.default)
         shown = "" if spec.default in (None, "", False) else f" (default: {default})"
         options = {"dest": name, "default": None, "help": spec.metadata["help"] + listed.get(name, "") + shown}
@@ -55,7 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
             choices = spec.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
             settings.add_argument(flag(name), type=converter, choices=choices, metavar=metavar, **options)
-    parser.set_defaults(handler=run)
 
 
 def print_outcome(outcome, args: argparse.Namespace) -> int:

@@ -166,7 +166,7 @@ def _checked(values: dict[str, tuple[Any, str]]) -> dict[str, Any]:
     return checked
 
 
-def _check_split_form(checked: dict[str, Any]) -> None:
+def _check_split_form(checked: dict[str, Any], baseline: bool = False) -> None:
     """Exactly one way to size the run: n_sft and n_pft, or a budget with both prices."""
     has_split = [k for k in SPLIT_KEYS if checked.get(k) is not None]
     has_budget = [k for k in BUDGET_KEYS if checked.get(k) is not None]
@@ -180,16 +180,17 @@ def _check_split_form(checked: dict[str, Any]) -> None:
     missing = [flag(k) for k in wanted if checked.get(k) is None]
     if missing:
         raise UserError(f"missing {', '.join(missing)} (a run needs {' and '.join(flag(k) for k in wanted)})")
-    if checked.get("n_sft") == 0 and checked.get("n_pft") == 0:
+    if checked.get("n_sft") == 0 and checked.get("n_pft") == 0 and not baseline:
         raise UserError("n_sft and n_pft are both 0: nothing to train")
 
 
-def build(file: str | None, overrides: dict[str, Any]) -> RunConfig:
+def build(file: str | None, overrides: dict[str, Any], baseline: bool = False) -> RunConfig:
     """The run's config: the TOML file (if any), then every flag the user actually passed.
 
     A split form given on the command line replaces the other form from the file, so a config
     file with n_sft/n_pft can still be run with --budget and vice versa. `threads` defaults to
-    $OMP_NUM_THREADS and is recorded, so a resumed run uses the same number."""
+    $OMP_NUM_THREADS and is recorded, so a resumed run uses the same number. `baseline`: a run
+    that only evaluates the base model (n_sft = n_pft = 0, `engine baseline`)."""
     values = load_file(file) if file else {}
     given = {key: (value, flag(key)) for key, value in overrides.items() if value is not None}
     for form, other in ((SPLIT_KEYS, BUDGET_KEYS), (BUDGET_KEYS, SPLIT_KEYS)):
@@ -198,7 +199,7 @@ def build(file: str | None, overrides: dict[str, Any]) -> RunConfig:
                 values.pop(key, None)
     values.update(given)
     checked = _checked(values)
-    _check_split_form(checked)
+    _check_split_form(checked, baseline)
     if checked.get("threads") is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         checked["threads"] = int(os.environ["OMP_NUM_THREADS"]) or None
     return RunConfig(**checked)

@@ -16,8 +16,9 @@ from typing import Iterator
 
 from engine.record import home
 from engine.record.errors import UserError
+from engine.record.model_names import canonical_model
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: an evaluation row records its metric's direction and bounds
 BUSY_TIMEOUT_S = 60.0
 STALE_HEARTBEAT_S = 600.0
 STATUSES = ("running", "finished", "stopped", "failed", "interrupted")
@@ -49,10 +50,19 @@ CREATE TABLE IF NOT EXISTS metrics (
     stage TEXT NOT NULL,
     name TEXT NOT NULL,
     value REAL,
-    time REAL NOT NULL
+    time REAL NOT NULL,
+    higher_is_better INTEGER,
+    lower_bound REAL,
+    upper_bound REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
 """
+EVAL_COLUMNS = (("higher_is_better", "INTEGER"), ("lower_bound", "REAL"), ("upper_bound", "REAL"))
+# The metrics a version-1 store could hold evaluations of, with their direction and bounds then
+# (tests/test_store.py checks these agree with engine.tasks.metrics): what the migration fills in.
+V1_METRICS = {"exact_match": (1, 0.0, 1.0), "rouge_l": (1, 0.0, 1.0), "preference_accuracy": (1, 0.0, 1.0),
+              "heldout_loss": (0, 0.0, None)}
+EVAL_STAGES = ("base", "sft", "dpo")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -65,6 +75,43 @@ def _pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Create the tables, or bring a version-1 store up to date in place (its rows kept): the
+    evaluation rows gain their metric's direction and bounds. The version is read again under
+    the write lock, so two processes opening an old store migrate it once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            present = {row["name"] for row in db.execute("PRAGMA table_info(metrics)")}
+            for column, kind in EVAL_COLUMNS:
+                if column not in present:
+                    db.execute(f"ALTER TABLE metrics ADD COLUMN {column} {kind}")
+            if version == 1:
+                db.executemany("UPDATE metrics SET higher_is_better = ?, lower_bound = ?, upper_bound = ?"
+                               f" WHERE name = ? AND stage IN {EVAL_STAGES} AND higher_is_better IS NULL",
+                               [(*bounds, name) for name, bounds in V1_METRICS.items()])
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _is_score(row: sqlite3.Row) -> bool:
+    """A true score: higher is better and bounded in [0, 1] (a loss or an unbounded value is not)."""
+    return (row["higher_is_better"] == 1 and row["lower_bound"] == 0 and row["upper_bound"] == 1
+            and row["value"] is not None and 0 <= row["value"] <= 1)
+
+
+def _point(row: sqlite3.Row) -> tuple[int, int]:
+    """Where an evaluation stands: the base at (0, 0), the SFT policy at (n_sft, 0), the final one at (n_sft, n_pft)."""
+    return {"base": (0, 0), "sft": (row["n_sft"], 0), "dpo": (row["n_sft"], row["n_pft"])}[row["stage"]]
 
 
 def _row(row: sqlite3.Row) -> dict:
@@ -83,8 +130,7 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    db.execute("BEGIN IMMEDIATE")
-                    db.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+                    _upgrade(db)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open the run store {self.path}: {exc}") from None
 
@@ -126,7 +172,7 @@ class RunStore:
             db.execute(
                 "INSERT INTO runs (run_id, task, model, params_b, n_sft, n_pft, status, config, run_dir,"
                 " pid, host, created_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (run_id, task, model, params_b, n_sft, n_pft, json.dumps(config), run_dir, pid,
+                (run_id, task, canonical_model(model), params_b, n_sft, n_pft, json.dumps(config), run_dir, pid,
                  socket.gethostname(), now, now),
             )
 
@@ -147,6 +193,14 @@ class RunStore:
         with self._write() as db:
             db.execute("INSERT INTO metrics (run_id, stage, name, value, time) VALUES (?, ?, ?, ?, ?)",
                        (run_id, stage, name, value, time.time()))
+
+    def add_eval(self, run_id: str, stage: str, metric: str, value: float, *, higher_is_better: bool,
+                 lower: float | None, upper: float | None) -> None:
+        """One evaluation of a stage, with its metric's direction and bounds (what makes it a score)."""
+        with self._write() as db:
+            db.execute("INSERT INTO metrics (run_id, stage, name, value, time, higher_is_better, lower_bound,"
+                       " upper_bound) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, stage, metric, value, time.time(), int(bool(higher_is_better)), lower, upper))
 
     def finish_run(self, run_id: str, *, status: str, score: float | None, metric: str | None,
                    results: dict) -> None:
@@ -196,24 +250,76 @@ class RunStore:
             return [dict(r) for r in db.execute(
                 "SELECT stage, name, value, time FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
 
-    def past_runs(self) -> list:
-        """Finished runs scored as a fraction in [0, 1] (a loss is no score to maximise), as the
-        advisor's past runs; unfinished, stopped and failed runs never count."""
+    def evaluations(self) -> list[dict]:
+        """Every evaluation a run finished, with where it stands: one dict per (run, stage) with
+        the run's task, canonical model, params_b and status, the stage, its point (n_sft, n_pft),
+        the metric, its value and whether it is a true score. A running run's are left out until
+        it ends; a stopped, failed or interrupted run keeps the evaluations it finished."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT r.run_id, r.task, r.model, r.params_b, r.n_sft, r.n_pft, r.status, m.stage, m.name,"
+                " m.value, m.higher_is_better, m.lower_bound, m.upper_bound FROM metrics m JOIN runs r USING (run_id)"
+                f" WHERE m.higher_is_better IS NOT NULL AND m.stage IN {EVAL_STAGES} AND r.status != 'running'"
+                " ORDER BY r.created_at, r.run_id, m.id").fetchall()
+        latest = {(row["run_id"], row["stage"]): row for row in rows}  # a stage evaluated twice: its last
+        return [{"run_id": row["run_id"], "task": row["task"], "model": canonical_model(row["model"]),
+                 "params_b": row["params_b"], "status": row["status"], "stage": row["stage"],
+                 "n_sft": _point(row)[0], "n_pft": _point(row)[1], "metric": row["name"], "value": row["value"],
+                 "score": _is_score(row)} for row in latest.values()]
+
+    def past_runs(self, exclude: set[str] | frozenset[str] = frozenset()) -> list:
+        """The advisor's past runs from this store: every evaluated stage of every run is a point —
+        the base model at (0, 0), the SFT policy at (n_sft, 0), the final policy at (n_sft, n_pft)
+        — each in its own metric, and only true scores (bounded, higher is better; never a loss).
+
+        The base model is the same model on the same held-out examples in every run of a (task,
+        metric, model), so its evaluations are one measurement repeated, not independent
+        evidence: they become one point, their mean, so ten runs do not pin the curve's start ten
+        times harder. `exclude`: run ids to leave out (a sweep's own cells, to predict them)."""
         from advisor.errors import AdvisorError
-        from advisor.records import Run
+        from advisor.records import Run, model_key
+
+        bases: dict[tuple, list[dict]] = {}
+        points = []
+        for point in self.evaluations():
+            if not point["score"] or point["run_id"] in exclude:
+                continue
+            if point["stage"] == "base":
+                bases.setdefault((point["task"], point["metric"], model_key(point["model"])), []).append(point)
+            else:
+                points.append((point, point["value"], f"store:{point['run_id']}:{point['stage']}"))
+        for same in bases.values():
+            ids = ",".join(p["run_id"] for p in same)
+            points.append((same[0], statistics.fmean(p["value"] for p in same), f"store:{ids}:base"))
+        runs = []
+        for point, score, source in points:
+            try:
+                runs.append(Run(task=point["task"], model=point["model"], params_b=point["params_b"],
+                                n_sft=point["n_sft"], n_pft=point["n_pft"], score=score, metric=point["metric"],
+                                source=source))
+            except AdvisorError as exc:
+                raise UserError(f"run store {self.path}, run {point['run_id']}: {exc}") from None
+        return runs
+
+    def known_params_b(self, model: str) -> float | None:
+        """The size the engine measured on the latest run of `model` (any spelling of it), if any."""
+        from engine.record.model_names import same_model
 
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs WHERE status = 'finished' AND score BETWEEN 0 AND 1"
-                              " ORDER BY created_at").fetchall()
-        runs = []
-        for r in rows:
-            try:
-                runs.append(Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
-                                n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "",
-                                source=f"store:{r['run_id']}"))
-            except AdvisorError as exc:
-                raise UserError(f"run store {self.path}, run {r['run_id']}: {exc}") from None
-        return runs
+            rows = db.execute("SELECT model, params_b FROM runs WHERE params_b > 0"
+                              " ORDER BY created_at DESC").fetchall()
+        return next((row["params_b"] for row in rows if same_model(row["model"], model)), None)
+
+    def base_scores(self, task: str, model: str) -> dict[str, float]:
+        """{metric: mean base-model score} measured for this task and model (any spelling of it)."""
+        from engine.record.model_names import same_model
+
+        found: dict[str, list[float]] = {}
+        for point in self.evaluations():
+            if (point["stage"] == "base" and point["score"] and point["task"] == task
+                    and same_model(point["model"], model)):
+                found.setdefault(point["metric"], []).append(point["value"])
+        return {metric: statistics.fmean(values) for metric, values in found.items()}
 
     def _stage_seconds(self, model: str) -> dict[str, dict[str, float]]:
         """{stage: {run_id: seconds per example}} over finished runs of `model` (any spelling of it)."""

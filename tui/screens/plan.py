@@ -10,16 +10,18 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer, Header
+from textual.widgets import ContentSwitcher, Footer, Header, Input
 
 from tui.advice import Advice, IsoGrid, Planner
 from tui.components.budget_plot import BudgetLinePlot
 from tui.components.inputs_form import InputsForm
 from tui.components.iso_plot import IsoScorePlot
+from tui.components.pilot_panel import PilotPanel
 from tui.components.recommendation_table import RecommendationView
 from tui.inputs import PlanInputs
 from tui.messages import (AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged,
                           LaunchRequested)
+from tui.pilots import BaseScoreMeasured
 
 DEBOUNCE_S = 0.3
 
@@ -30,6 +32,9 @@ class PlanScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch run"),
         Binding("ctrl+g", "toggle_plot", "Budget line / iso-score"),
+        Binding("ctrl+b", "measure_base_score", "Measure base score"),
+        Binding("ctrl+t", "plan_pilots", "Pilot runs"),
+        Binding("ctrl+l", "run_pilots", "Run pilots"),
     ]
 
     # `compute_<name>` would make a reactive computed: the advice comes from the `ask_advisor` worker
@@ -53,6 +58,7 @@ class PlanScreen(Screen):
             yield InputsForm(self.initial, id="form")
             with Vertical(id="advice-pane"):
                 yield RecommendationView("fitting the advisor on past runs…", id="recommendation")
+                yield PilotPanel(id="pilot-panel")
                 with ContentSwitcher(id="plots", initial="budget-plot"):
                     yield BudgetLinePlot(id="budget-plot")
                     yield IsoScorePlot(id="iso-plot")
@@ -90,6 +96,7 @@ class PlanScreen(Screen):
     def _fitted(self, message: AdvisorFitted) -> None:
         self.fitted, self.fit_error, self.grid = True, "", None  # a refit changes every prediction
         self.query_one(InputsForm).suggest(message.tasks, message.models)
+        self.query_one(PilotPanel).advisor_refitted()
         self.recompute()
 
     @on(FitFailed)
@@ -121,6 +128,7 @@ class PlanScreen(Screen):
         self.refusal = ""
         self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
         self.advice = advice
+        self.query_one(PilotPanel).show_for(advice.inputs)
         if self.grid is not None and self.grid[0] == advice.inputs:
             self.query_one(IsoScorePlot).show(advice, self.grid[1])
 
@@ -154,3 +162,26 @@ class PlanScreen(Screen):
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
         self.post_message(LaunchRequested(self.advice))
+
+    # --- the next experiment (tui.components.pilot_panel) -------------------------------------
+    def action_measure_base_score(self) -> None:
+        """Run `engine baseline` for the plan's task and model in the background; its score fills the field."""
+        if self.inputs is None:
+            self.notify("Fix the fields marked in red first.", title="Cannot measure", severity="error")
+            return
+        self.query_one(PilotPanel).measure_base_score(self.inputs)
+
+    @on(BaseScoreMeasured)
+    def _base_score_measured(self, message: BaseScoreMeasured) -> None:
+        self.notify(f"{message.inputs.model} on {message.inputs.task}: {message.metric} {message.score:.3f}",
+                    title="Base score measured")
+        self.app.fit_advisor()  # the new (0, 0) point counts
+        if self.inputs is not None and (self.inputs.task, self.inputs.model) == (message.inputs.task,
+                                                                                 message.inputs.model):
+            self.query_one("#in-base_score", Input).value = f"{message.score:.4g}"
+
+    def action_plan_pilots(self) -> None:
+        self.query_one(PilotPanel).propose()
+
+    def action_run_pilots(self) -> None:
+        self.query_one(PilotPanel).run_pilots()

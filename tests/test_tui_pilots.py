@@ -1,0 +1,94 @@
+"""The plan screen's next experiment, driven by keys against the fake engine: measuring the base
+score fills the field and refits; the pilot proposal is `engine pilot`'s, shown beside the
+recommendation; the pilots run one after another as ordinary runs, each refitting the advisor."""
+
+import asyncio
+import json
+
+from engine.record.store import RunStore
+from fake_engine import BASE_SCORE, ENGINE_CMD, PILOT_ARGV_FILE, PILOTS, screen_text, wait_until
+from tui.app import BudgetApp
+from tui.components.pilot_panel import PilotPanel
+from tui.inputs import PlanInputs
+from tui.screens.run import RunScreen
+
+PLAN = PlanInputs(task="gsm8k_math", model="Llama-3.1-8B (base)", budget=5000.0, sft_cost=1.0, pft_cost=0.5)
+SIZE = (120, 48)
+
+
+async def advised(pilot):
+    plan = pilot.app.plan_screen
+    await wait_until(pilot, lambda: plan.advice is not None and plan.advice.inputs == plan.inputs, what="advice")
+    await pilot.pause()
+
+
+def test_measuring_the_base_score_fills_the_field_and_records_the_point(home):
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            await advised(pilot)
+            assert "Base score: not measured yet — ctrl+b measures it (no labels bought)" in screen_text(app)
+            fitted_before = app.plan_screen.advice.n_runs
+            await pilot.press("ctrl+b")
+            field = app.plan_screen.query_one("#in-base_score")
+            await wait_until(pilot, lambda: field.value == "0.031", what="the base score in its field")
+            plan = app.plan_screen
+            await wait_until(pilot, lambda: plan.advice.inputs.base_score == BASE_SCORE
+                             and plan.advice.n_runs == fitted_before + 1, what="advice on the measured base")
+            assert f"measured {BASE_SCORE:.3f} (exact_match)" in screen_text(app)
+            runs = RunStore().list_runs()
+            assert [(r["n_sft"], r["n_pft"], r["status"], r["score"]) for r in runs] == [(0, 0, "finished", BASE_SCORE)]
+            assert RunStore().base_scores("gsm8k_math", "Llama-3.1-8B") == {"exact_match": BASE_SCORE}
+
+    asyncio.run(main())
+
+
+def test_a_failed_measurement_says_why_and_leaves_the_field(home, monkeypatch):
+    monkeypatch.setenv("FAKE_BASELINE", "error")
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            await advised(pilot)
+            await pilot.press("ctrl+b")
+            panel = app.plan_screen.query_one(PilotPanel)
+            await wait_until(pilot, lambda: panel.base_problem != "", what="the failure")
+            assert "could not be measured: engine: error: unknown task 'gsm8k_math'" in screen_text(app)
+            assert app.plan_screen.query_one("#in-base_score").value == ""
+
+    asyncio.run(main())
+
+
+def test_the_pilot_proposal_is_shown_and_the_pilots_run_one_after_another(home):
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            await advised(pilot)
+            assert "ctrl+t proposes the small runs" in screen_text(app)
+            await pilot.press("ctrl+t")
+            panel = app.plan_screen.query_one(PilotPanel)
+            await wait_until(pilot, lambda: panel.proposal is not None, what="the proposal")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "Pilot 1: 16 SFT + 16 pairs, cost 24.00 → expected regret 0.0120" in text
+            assert "Pilot 2: 32 SFT + 0 pairs, cost 32.00 → expected regret 0.0080" in text
+            assert "0.0210 now, 0.0080 after the pilots (cost 56.00)" in text and PILOTS["reason"] in text
+            argv = json.loads((home / PILOT_ARGV_FILE).read_text())
+            assert argv[:10] == ["--task", "gsm8k_math", "--model", "Llama-3.1-8B (base)", "--budget", "5000.0",
+                                 "--sft-cost", "1.0", "--pft-cost", "0.5"] and "--json" in argv
+            fitted_before = app.plan_screen.advice.n_runs
+
+            await pilot.press("ctrl+l")
+            await wait_until(pilot, lambda: len(panel.launched) == 2 and panel.running is None
+                             and all(app.watches[r].state.status == "finished" for r in panel.launched),
+                             timeout=60, what="both pilots to finish")
+            splits = [app.watches[run_id].state.split for run_id in panel.launched]
+            assert splits == [(16, 16), (32, 0)] and panel.queue == []
+            assert all(isinstance(screen, RunScreen) for screen in app.screen_stack[-2:])
+            stored = {r["run_id"]: (r["n_sft"], r["n_pft"], r["status"]) for r in RunStore().list_runs()}
+            assert stored == {panel.launched[0]: (16, 16, "finished"), panel.launched[1]: (32, 0, "finished")}
+            # each pilot refitted the advisor: its three points (one shared base) count in the advice
+            plan = app.plan_screen
+            await wait_until(pilot, lambda: plan.advice.n_runs == fitted_before + 5, what="the refits")
+
+    asyncio.run(main())
