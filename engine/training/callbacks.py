@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.training import checkpoints
+from engine.training import checkpoints, distributed
 from engine.record.events import EventWriter
 
 
@@ -45,7 +45,8 @@ class StageEvents(Callback):
 
         quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
         self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),
-                         n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized)
+                         n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized,
+                         world_size=int(args.world_size))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.events.emit("log", **{**(logs or {}), "stage": self.stage, "step": int(state.global_step)})
@@ -60,13 +61,17 @@ class StageEvents(Callback):
 
 
 class StopWhenAsked(Callback):
-    """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop."""
+    """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop.
+
+    With several processes the ranks agree first (an all-reduce of their flags): a signal
+    reaches them at slightly different moments, and all must stop on the same step."""
 
     def __init__(self, stop):
         self.stop = stop
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested:
+        if distributed.any_rank(self.stop.requested):
+            self.stop.requested = True
             control.should_save = True
             control.should_training_stop = True
         return control
