@@ -113,10 +113,14 @@ def barrier() -> None:
 
 
 def describe() -> dict:
-    """This rank as its record tells it: rank, world size and the backend it actually got."""
+    """This rank as its record tells it: rank, world size, the backend it actually got, and its
+    peak resident memory so far (what one rank costs; bench/ddp_cpu.py reports it)."""
+    import resource
+
     dist = _group()
     return {"rank": rank(), "local_rank": local_rank(), "world_size": dist.get_world_size() if dist else world_size(),
-            "backend": dist.get_backend() if dist else None, "pid": os.getpid()}
+            "backend": dist.get_backend() if dist else None, "pid": os.getpid(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 class AllRanksSaved:
