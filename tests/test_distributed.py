@@ -130,7 +130,7 @@ def test_killed_rank_then_stop_then_resume_ends_like_an_uninterrupted_run(runs, 
     assert not of_type(events(home, run_id), "stage_finished", stage="sft"), "the kill came after SFT ended"
     shown = json_out(engine(home, "runs", "show", run_id, "--json"))
     assert shown["status"] == "interrupted" and "rank 1 died" in shown["error"]
-    assert of_type(events(home, run_id), "error", kind="interrupted")
+    assert [e for e in of_type(events(home, run_id), "error") if e["kind"] == "interrupted"]
 
     # resume with the recorded two processes; SIGINT (the TUI's stop) once DPO is under way
     resumed = start(home, "resume", run_id)
@@ -154,3 +154,26 @@ def test_killed_rank_then_stop_then_resume_ends_like_an_uninterrupted_run(runs, 
     # later launches re-log the steps after the checkpoint they resumed from: keep each step's last log
     last = {(e["stage"], e["step"]): e for e in events(home, run_id) if e["type"] == "log" and "loss" in e}
     assert_same_trajectory(list(last.values()), events(whole_home, "two"))
+
+
+def test_the_launch_command_is_torchrun_or_the_users_accelerate_config(tmp_path):
+    from engine.record.config import RunConfig
+
+    torchrun = distributed.command(RunConfig(task="t", model="m", nproc=3), "r1", events_stdout=True, human=False)
+    assert torchrun[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+                            "-m", "engine.training.worker", "r1", "--events-stdout"]
+    accelerate = distributed.command(RunConfig(task="t", model="m", nproc=2, accelerate_config="/x/fsdp.yaml"), "r2",
+                                     events_stdout=False, human=True)
+    assert accelerate[1:] == ["-m", "accelerate.commands.launch", "--config_file", "/x/fsdp.yaml",
+                              "--num_processes", "2", "-m", "engine.training.worker", "r2", "--human"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--nproc", "0"], "nproc must be > 0"),
+    (["--nproc", "2", "--accelerate-config", "missing.yaml"], "--accelerate-config: no such file"),
+])
+def test_bad_process_settings_are_one_line_and_create_nothing(tmp_path, flags, message):
+    result = engine(tmp_path, "run", *TINY, "--n-sft", "4", "--n-pft", "4", *flags)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

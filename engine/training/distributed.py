@@ -212,8 +212,11 @@ class Launcher:
         run.logs.write(f"launching: {' '.join(argv)}\n")
         killed = False
         try:
-            child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
-                                     stdin=subprocess.DEVNULL)
+            try:
+                child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                                         stdin=subprocess.DEVNULL)
+            except OSError as exc:
+                return run._fail(f"could not start the training processes: {exc}", "internal", 1)
             try:
                 with Heartbeat(run.store, run.run_id), run.stop.deferred():
                     self._wait(child)
@@ -223,9 +226,6 @@ class Launcher:
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
             return self._end(child.returncode, killed)
-        except Exception as exc:
-            run.logs.write(f"launcher: {type(exc).__name__}: {exc}\n")
-            return run._fail(f"could not launch the training processes: {exc}", "internal", 1)
         finally:
             run.stop.uninstall()
             run.events.close()
@@ -242,9 +242,13 @@ class Launcher:
 
     def _end(self, returncode: int, killed: bool):
         """The run's one ending, from the ranks' records."""
+        from engine.record.events import EventWriter
         from engine.training.train import Outcome
 
         run = self.run
+        writer = run.events  # reopened: a rank killed mid-write may have left a torn last line to close
+        writer.close()
+        run.events = EventWriter(writer.path, writer.run_id, stdout=writer.stdout)
         records = read_records(run.folder)
         expected = max([run.config.nproc, *(r.get("world_size") or 1 for r in records.values())])
         if killed:
@@ -256,15 +260,16 @@ class Launcher:
                        f"(launcher exit code {returncode}); `engine resume {run.run_id}` continues from "
                        f"the last complete checkpoint")
             if failed:
-                message += f"; rank {failed[0]['rank']} reported: {failed[0].get('error')}"
+                message += f"; rank {failed[0]['rank']} then reported: {failed[0].get('error')}"
             with contextlib.suppress(OSError):
                 run.events.emit("error", message=message, kind="interrupted")
             run.store.set_status(run.run_id, "interrupted", error=message)
-            run.report.say(f"run {run.run_id} interrupted: {message}")
+            run.report.say(f"run {run.run_id} interrupted: a training process died")
             return Outcome(run.run_id, "interrupted", run._partial_results(), 1, run.folder, error=message)
         if failed:
             first = failed[0]
-            return run._fail(f"rank {first['rank']}: {first.get('error')}", first.get("kind") or "internal",
+            return run._fail(f"rank {first['rank']}: {first.get('error')}",
+                             first.get("kind") or "internal",
                              int(first.get("exit_code") or 1))
         status = records[0]["status"]
         return run._end(status if status in ("finished", "stopped") else "stopped", run._partial_results())
