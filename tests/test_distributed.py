@@ -177,3 +177,28 @@ def test_bad_process_settings_are_one_line_and_create_nothing(tmp_path, flags, m
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+ACCELERATE_CPU = """compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_CPU
+num_machines: 1
+num_processes: 2
+machine_rank: 0
+mixed_precision: 'no'
+use_cpu: true
+"""
+
+
+@pytest.mark.slow
+def test_accelerate_cpu_launching_one_process_is_an_error_not_a_lone_run(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts one process without MPI: said, not trained."""
+    config = tmp_path / "cpu.yaml"
+    config.write_text(ACCELERATE_CPU)
+    result = engine(tmp_path, "run", *TINY, "--n-sft", "4", "--n-pft", "4", "--nproc", "2",
+                    "--accelerate-config", str(config), "--run-id", "alone", "--json")
+    assert result.returncode == 2
+    out = json.loads(result.stdout)
+    assert out["status"] == "failed" and "started a world of 1" in out["error"]
+    records = distributed.read_records(folder(tmp_path, "alone"))
+    assert list(records) == [0] and records[0]["world_size"] == 1
+    assert json_out(engine(tmp_path, "runs", "show", "alone", "--json"))["status"] == "failed"

@@ -250,9 +250,12 @@ class Launcher:
         writer.close()
         run.events = EventWriter(writer.path, writer.run_id, stdout=writer.stdout)
         records = read_records(run.folder)
-        expected = max([run.config.nproc, *(r.get("world_size") or 1 for r in records.values())])
         if killed:
             return run._end("stopped", run._partial_results())
+        if not records:
+            return run._fail(f"the launcher exited with code {returncode} before any training process started "
+                             "(its messages are above, on stderr)", "internal", 1)
+        expected = max(r.get("world_size") or 1 for r in records.values())  # what the launcher really started
         died = [r for r in range(expected) if records.get(r, {}).get("status") in (None, "running")]
         failed = sorted((r for r in records.values() if r.get("status") == "failed"), key=lambda r: r["time"])
         if died:
