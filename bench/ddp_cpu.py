@@ -99,14 +99,20 @@ def report(samples: dict, diff: dict, repeats: int, threads: str) -> str:
         return statistics.median(s[key] for s in samples[name])
 
     (one, two) = SETTINGS
-    rows = "\n".join(
-        f"| {name} | {median(name, 'wall'):.1f} | {median(name, 'train'):.1f} | "
-        f"{' / '.join(f'{statistics.median(s['rss'][r] for s in samples[name]):.0f}' for r in range(len(samples[name][0]['rss'])))} | "
-        f"{', '.join(f'{s['wall']:.1f}' for s in samples[name])} |" for name in SETTINGS)
+
+    def row(name):
+        runs = samples[name]
+        rss = " / ".join(f"{statistics.median(run['rss'][r] for run in runs):.0f}" for r in range(len(runs[0]["rss"])))
+        walls = ", ".join(f"{run['wall']:.1f}" for run in runs)
+        return f"| {name} | {median(name, 'wall'):.1f} | {median(name, 'train'):.1f} | {rss} | {walls} |"
+
+    rows = "\n".join(row(name) for name in SETTINGS)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     diffs = ", ".join(f"{key} {value:.1e}" for key, value in diff.items())
-    return f"""Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores ({cpu}), shared with other work,
+    return f"""# Scale-out on CPU: `engine run --nproc 2` against one process
+
+Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores ({cpu}), shared with other work,
 Python {platform.python_version()}, OMP_NUM_THREADS={threads} per process, no GPU. Command:
 
     OMP_NUM_THREADS={threads} .venv/bin/python bench/ddp_cpu.py --repeats {repeats}

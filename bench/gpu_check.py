@@ -112,8 +112,11 @@ def _merge(figures: Path, name: str, data: dict) -> None:
 
 def report(figures: Path, out: Path) -> None:
     data = json.loads((figures / "figures.json").read_text())
-    gpus = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                          capture_output=True, text=True).stdout.strip().splitlines()
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                              capture_output=True, text=True).stdout.strip().splitlines()
+    except OSError:
+        gpus = ["(nvidia-smi not found)"]
     lines = [f"# GPU check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              f"GPUs: {'; '.join(gpus)}. Python {platform.python_version()}. Command: `bash bench/gpu_check.sh`", "",
              "| run | stage | tokens/s | trainer s | first DPO margin | peak GPU MiB (nvidia-smi, per device) | "

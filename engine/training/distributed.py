@@ -16,7 +16,8 @@ launch --config_file FILE`) running `engine.training.worker`, and watches them:
   hands it to every rank once; the ranks all-reduce their stop flags at each step's end, so
   they stop on the same step, checkpoint it together and report "stopped". A second signal
   kills the ranks at once. torchrun runs in its own session (a terminal's Ctrl-C reaches the
-  launcher only) and dies with the launcher (parent-death signal on Linux).
+  launcher only); torchrun dies with the launcher and each rank with torchrun (parent-death
+  signals on Linux).
 
 Ranks load the base on their own device (`device_map={"": "cuda:<local_rank>"}`, never "auto",
 which would split one model over the GPUs and turn data parallelism off), talk NCCL on GPUs and
@@ -184,8 +185,9 @@ def command(config, run_id: str, *, events_stdout: bool, human: bool) -> list[st
             *worker]
 
 
-def _die_with_parent() -> None:
-    """In the launched child: get SIGTERM when the launcher dies (Linux), so no rank outlives it."""
+def die_with_parent() -> None:
+    """Get SIGTERM when the parent process dies (Linux): torchrun when the launcher dies, a rank
+    when torchrun dies — so no rank outlives the run that started it."""
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -210,10 +212,12 @@ class Launcher:
         env = {**os.environ, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(STOP_GRACE_S)}
         argv = command(run.config, run.run_id, events_stdout=self.events_stdout, human=self.human)
         run.logs.write(f"launching: {' '.join(argv)}\n")
+        for message in run.plan.warnings:  # the advisor's among them: the ranks rebuild the plan without
+            run.events.emit("warning", message=message)
         killed = False
         try:
             try:
-                child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent,
                                          stdin=subprocess.DEVNULL)
             except OSError as exc:
                 return run._fail(f"could not start the training processes: {exc}", "internal", 1)
@@ -222,9 +226,7 @@ class Launcher:
                     self._wait(child)
             except KeyboardInterrupt:  # a second stop request: no checkpoint, stop now
                 killed = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+                self._kill(child)
             return self._end(child.returncode, killed)
         finally:
             run.stop.uninstall()
@@ -239,6 +241,17 @@ class Launcher:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGTERM)  # torchrun hands it to every rank once
             time.sleep(POLL_S)
+
+    def _kill(self, child: subprocess.Popen) -> None:
+        """SIGKILL the launcher and every rank still running (torchrun gives each rank its own
+        session, so killing its process group would leave them behind)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        for record in read_records(self.run.folder).values():
+            if record.get("status") == "running":
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(record["pid"]), signal.SIGKILL)
+        child.wait()
 
     def _end(self, returncode: int, killed: bool):
         """The run's one ending, from the ranks' records."""

@@ -55,6 +55,7 @@ def _rank_run(run_id: str, *, events_stdout: bool, human: bool) -> RankRun:
 
     folder = run_dir(check_run_id(run_id))
     plan = saved_plan(folder)
+    plan.warnings = []  # the launcher has said them, once
     asked, got = plan.config.nproc, distributed.world_size()
     if asked > 1 and got != asked:
         raise UserError(f"asked for {asked} processes but the launcher started a world of {got} "
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--human", action="store_true")
     args = parser.parse_args(argv)
     folder = run_dir(check_run_id(args.run_id))
+    distributed.die_with_parent()
     distributed.write_record(folder, "running")
     try:
         _prepare_device()
