@@ -13,6 +13,7 @@ Also times the README's smoke run once. Uses a throw-away $BUDGETTUI_HOME.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -32,10 +33,14 @@ BF16 = "bare TRL, TRL's bf16 LoRA"
 ACCEPTANCE_ARGS = ["--task", "gsm8k_math", "--model", "tiny", "--n-sft", "32", "--n-pft", "32"]
 
 
-def bare_trl(out_dir: str, lora_dtype: str) -> None:
+def bare_trl(out_dir: str, lora_dtype: str, model: str = "tiny", device: str = "cpu",
+             figures: str | None = None) -> None:
     """The baseline: what a user would write with TRL alone for the same SFT→DPO. With
     lora_dtype "fp32" the LoRA weights are put back to fp32 after TRL's QLoRA cast to bf16, as
-    `engine.training.stages` does, so both sides compute the same; "bf16" keeps TRL's cast."""
+    `engine.training.stages` does, so both sides compute the same; "bf16" keeps TRL's cast.
+    On "cuda" it computes in bf16 with activation checkpointing, as the engine does on a GPU;
+    `figures` names a JSON file for each stage's tokens/s, peak GPU memory and first DPO margin
+    (bench/gpu_check.sh reads it)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel, prepare_model_for_kbit_training
@@ -45,24 +50,27 @@ def bare_trl(out_dir: str, lora_dtype: str) -> None:
     from engine.training.models import resolve_model
     from engine.tasks.catalog import get_task, select
 
-    path = resolve_model("tiny").path
+    path = resolve_model(model).path
+    gpu = device == "cuda"
+    dtype = torch.bfloat16 if gpu and torch.cuda.is_bf16_supported() else torch.float32
     splits = select(get_task("gsm8k_math"), N_SFT, N_PFT, 1, SHARED["seed"])
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.float32)
+                               bnb_4bit_compute_dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
 
     def base():
-        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=torch.float32,
-                                                     device_map={"": "cpu"})
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=quant, dtype=dtype,
+                                                     device_map={"": device})
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gpu)
 
     def args(config_class, stage, lr, **extra):
         return config_class(output_dir=f"{out_dir}/{stage}", learning_rate=lr, lr_scheduler_type="cosine",
                             warmup_steps=0.1, per_device_train_batch_size=SHARED["batch_size"],
                             gradient_accumulation_steps=SHARED["grad_accum"], num_train_epochs=SHARED["epochs"],
                             max_length=1024, logging_steps=1, save_steps=SHARED["checkpoint_every"],
-                            seed=SHARED["seed"], report_to=[], disable_tqdm=True, use_cpu=True, bf16=False,
-                            activation_checkpointing=False, **extra)
+                            seed=SHARED["seed"], report_to=[], disable_tqdm=True, use_cpu=not gpu,
+                            bf16=dtype == torch.bfloat16, activation_checkpointing=gpu, **extra)
 
     lora = LoraConfig(r=32, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
@@ -70,15 +78,34 @@ def bare_trl(out_dir: str, lora_dtype: str) -> None:
     sft = SFTTrainer(model=base(), args=args(SFTConfig, "sft", 5e-5), train_dataset=Dataset.from_list(splits.sft),
                      processing_class=tokenizer, peft_config=lora)
     keep_lora(sft, lora_dtype)
-    sft.train()
+    found = {"sft": stage_figures(sft)}
     sft.save_model(f"{out_dir}/sft/adapter")
     set_seed(SHARED["seed"])
     policy = PeftModel.from_pretrained(base(), f"{out_dir}/sft/adapter", is_trainable=True)
     dpo = DPOTrainer(model=policy, args=args(DPOConfig, "dpo", 5e-6, beta=1.0),
                      train_dataset=Dataset.from_list(splits.pft), processing_class=tokenizer)
     keep_lora(dpo, lora_dtype)
-    dpo.train()
+    found["dpo"] = stage_figures(dpo)
     dpo.save_model(f"{out_dir}/dpo/adapter")
+    if figures:
+        Path(figures).write_text(json.dumps(found))
+
+
+def stage_figures(trainer) -> dict:
+    """Train, and say how fast (tokens/s over the Trainer's own runtime), how much GPU memory
+    it peaked at, and the first logged DPO margin."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    history = trainer.state.log_history
+    tokens = max((h["num_tokens"] for h in history if "num_tokens" in h), default=None)
+    runtime = next((h["train_runtime"] for h in history if "train_runtime" in h), None)
+    margins = [h["rewards/margins"] for h in history if "rewards/margins" in h]
+    return {"tokens": tokens, "seconds": runtime, "tokens_per_s": tokens / runtime if tokens and runtime else None,
+            "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+            "first_margin": margins[0] if margins else None}
 
 
 def keep_lora(trainer, lora_dtype: str) -> None:
@@ -105,9 +132,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "engine.md"))
     parser.add_argument("--bare-trl", metavar="DIR", help=argparse.SUPPRESS)  # the baseline's child process
     parser.add_argument("--lora-dtype", choices=("fp32", "bf16"), default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="tiny", help=argparse.SUPPRESS)  # the baseline's model and device
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--figures", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_trl:
-        return bare_trl(args.bare_trl, args.lora_dtype)
+        return bare_trl(args.bare_trl, args.lora_dtype, args.model, args.device, args.figures)
 
     home = tempfile.mkdtemp(prefix="bench-engine-")
     env = {**os.environ, "BUDGETTUI_HOME": home, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),

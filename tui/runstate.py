@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 REWARD_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
 
+def _whole(value, fallback: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else fallback
+
+
 @dataclass
 class StageProgress:
     """One training stage: its size, where it is and the curves it has drawn."""
@@ -30,6 +34,7 @@ class RunState:
     config: dict = field(default_factory=dict)
     pid: int | None = None
     params_b: float | None = None
+    world_size: int = 1  # training processes: the config's nproc, then what each stage reports
     stage: str | None = None
     stages: dict[str, StageProgress] = field(default_factory=dict)
     evals: dict[str, tuple[str, float, int]] = field(default_factory=dict)
@@ -66,6 +71,7 @@ class RunState:
         self.config = event.get("config") or {}
         self.pid = event.get("pid")
         self.params_b = event.get("params_b")
+        self.world_size = _whole(self.config.get("nproc"), self.world_size)
         self.status = "running"
 
     def _on_stage_started(self, event: dict) -> None:
@@ -73,6 +79,7 @@ class RunState:
         progress.total_steps = int(event.get("total_steps") or 0)
         progress.n_examples = int(event.get("n_examples") or 0)
         progress.started_at = event.get("time")
+        self.world_size = _whole(event.get("world_size"), self.world_size)
         self.stage = event.get("stage")
         self.status = "running"
 

@@ -72,7 +72,7 @@ def print_outcome(outcome, args: argparse.Namespace) -> int:
         print(json.dumps(outcome.to_dict()))
     if outcome.error:
         hint = f" (traceback in {outcome.folder / 'engine.log'})" if outcome.exit_code == 1 else ""
-        print(f"engine: error: run {outcome.run_id} failed: {outcome.error}{hint}", file=sys.stderr)
+        print(f"engine: error: run {outcome.run_id} {outcome.status}: {outcome.error}{hint}", file=sys.stderr)
     return outcome.exit_code
 
 

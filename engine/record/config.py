@@ -74,6 +74,9 @@ class RunConfig:
     eval_max_new_tokens: int = field(default=128, metadata=_help("longest generated answer"))
     checkpoint_every: int = field(default=50, metadata=_help("optimizer steps between checkpoints"))
     keep_checkpoints: int = field(default=2, metadata=_help("complete checkpoints kept per stage"))
+    nproc: int = field(default=1, metadata=_help("training processes, one per GPU (data parallel through torchrun)"))
+    accelerate_config: str | None = field(default=None, metadata=_help(
+        "launch the processes with `accelerate launch --config_file FILE` (your FSDP/DeepSpeed settings)"))
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -85,10 +88,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 OPTIONAL = {name for name, f in FIELDS.items() if f.default is None}
 KIND = {name: type(f.default) for name, f in FIELDS.items() if f.default is not None}
 KIND.update({"n_sft": int, "n_pft": int, "budget": float, "sft_cost": float, "pft_cost": float,
-             "sft_file": str, "pft_file": str, "eval_file": str, "metric": str, "threads": int, "max_steps": int})
+             "sft_file": str, "pft_file": str, "eval_file": str, "metric": str, "threads": int, "max_steps": int,
+             "accelerate_config": str})
 POSITIVE = {"lora_r", "lora_alpha", "sft_lr", "dpo_lr", "epochs", "max_steps", "batch_size", "grad_accum",
             "max_length", "beta", "eval_size", "eval_batch_size", "eval_max_new_tokens", "checkpoint_every",
-            "keep_checkpoints", "threads", "budget", "sft_cost", "pft_cost"}
+            "keep_checkpoints", "threads", "nproc", "budget", "sft_cost", "pft_cost"}
 NON_NEGATIVE = {"n_sft", "n_pft", "seed", "lora_dropout", "warmup_ratio"}
 BELOW_ONE = {"lora_dropout", "warmup_ratio"}
 
@@ -200,6 +204,11 @@ def build(file: str | None, overrides: dict[str, Any], baseline: bool = False) -
     values.update(given)
     checked = _checked(values)
     _check_split_form(checked, baseline)
+    if checked.get("accelerate_config"):  # recorded absolute, so `engine resume` finds it from anywhere
+        accelerate_file = Path(checked["accelerate_config"]).expanduser().resolve()
+        if not accelerate_file.is_file():
+            raise UserError(f"{flag('accelerate_config')}: no such file {accelerate_file}")
+        checked["accelerate_config"] = str(accelerate_file)
     if checked.get("threads") is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         checked["threads"] = int(os.environ["OMP_NUM_THREADS"]) or None
     return RunConfig(**checked)

@@ -11,22 +11,26 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from engine.training import checkpoints
+from engine.training import checkpoints, distributed
 from engine.record.events import EventWriter
 
 
-def stage_callbacks(events: EventWriter, stage: str, n_examples: int, run_folder: Path, keep: int, stop,
-                    progress: bool) -> list:
-    """A stage's callbacks: its events and checkpoints, the stop request, and (for a person at a
-    terminal) a progress bar."""
-    stage_events, stop_when_asked, stage_progress = callback_classes()
-    callbacks = [stage_events(events, stage, n_examples, run_folder, keep), stop_when_asked(stop)]
+def stage_callbacks(events: EventWriter | None, stage: str, n_examples: int, run_folder: Path, keep: int, stop,
+                    progress: bool, ranks: int = 1) -> list:
+    """A stage's callbacks: its events and checkpoints (rank 0 only: `events` is None on the
+    others), the stop request, with several processes a barrier before a checkpoint counts, and
+    (for a person at a terminal) a progress bar."""
+    stage_events, stop_when_asked, stage_progress, all_ranks_saved = callback_classes()
+    callbacks = [all_ranks_saved()] if ranks > 1 else []
+    if events is not None:
+        callbacks.append(stage_events(events, stage, n_examples, run_folder, keep))
+    callbacks.append(stop_when_asked(stop))
     return callbacks + [stage_progress(stage)] if progress else callbacks
 
 
 @functools.cache
-def callback_classes() -> tuple[type, type, type]:
-    """(StageEvents, StopWhenAsked, StageProgress), defined once transformers is wanted."""
+def callback_classes() -> tuple[type, type, type, type]:
+    """(StageEvents, StopWhenAsked, StageProgress, AllRanksSaved), defined once transformers is wanted."""
     from tqdm.auto import tqdm  # what transformers' ProgressCallback draws with
     from transformers import ProgressCallback, TrainerCallback
 
@@ -48,7 +52,8 @@ def callback_classes() -> tuple[type, type, type]:
 
             quantized = count_linear4bit(model) if getattr(model, "is_loaded_in_4bit", False) else 0
             self.events.emit("stage_started", stage=self.stage, total_steps=int(state.max_steps),
-                             n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized)
+                             n_examples=self.n_examples, step=int(state.global_step), linear4bit_layers=quantized,
+                             world_size=int(args.world_size))
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             self.events.emit("log", **{**(logs or {}), "stage": self.stage, "step": int(state.global_step)})
@@ -62,13 +67,17 @@ def callback_classes() -> tuple[type, type, type]:
                              path=str(saved.relative_to(self.run_folder)))
 
     class StopWhenAsked(TrainerCallback):
-        """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop."""
+        """On a stop request (SIGINT/SIGTERM), finish the current step, checkpoint it and stop.
+
+        With several processes the ranks agree first (an all-reduce of their flags): a signal
+        reaches them at slightly different moments, and all must stop on the same step."""
 
         def __init__(self, stop):
             self.stop = stop
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.stop.requested:
+            if distributed.any_rank(self.stop.requested):
+                self.stop.requested = True
                 control.should_save = True
                 control.should_training_stop = True
             return control
@@ -93,4 +102,11 @@ def callback_classes() -> tuple[type, type, type]:
             if self.training_bar is not None and isinstance(loss, (int, float)):
                 self.training_bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-    return StageEvents, StopWhenAsked, StageProgress
+    class AllRanksSaved(TrainerCallback):
+        """First callback of every rank: a checkpoint is complete only once every rank has written
+        its part (the Trainer writes one RNG state per rank), so rank 0 marks it after this barrier."""
+
+        def on_save(self, args, state, control, **kwargs):
+            distributed.barrier()
+
+    return StageEvents, StopWhenAsked, StageProgress, AllRanksSaved

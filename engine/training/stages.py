@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.record.config import RunConfig
+from engine.training import distributed
 from engine.record.errors import UserError
 
 
@@ -38,7 +39,8 @@ def prepare_base(model):
         return model
     from peft import prepare_model_for_kbit_training
 
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=not on_cpu(model))
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=not on_cpu(model),
+                                           gradient_checkpointing_kwargs=distributed.checkpointing_kwargs())
 
 
 def _arguments(config_class, config: RunConfig, output_dir: Path, model, learning_rate: float, **extra):
@@ -72,6 +74,7 @@ def _arguments(config_class, config: RunConfig, output_dir: Path, model, learnin
         bf16=not cpu and torch.cuda.is_bf16_supported(),
         activation_checkpointing=not cpu,
         dataloader_num_workers=0,
+        **distributed.trainer_arguments(),
         **extra,
     )
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from engine.training import checkpoints
+from engine.training import checkpoints, distributed
 from engine.record import compute
 from engine.training.callbacks import stage_callbacks
 from engine.record.config import RunConfig, from_dict, with_split
@@ -136,6 +136,8 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
         if isinstance(exc, Exception) and _disk_full(exc):
             raise UserError(DISK_FULL_MESSAGE.format(first_line(exc))) from None
         raise
+    if distributed.wanted(run.config):  # several processes: this one launches and watches them
+        return distributed.Launcher(run, events_stdout=events_stdout, human=human).execute()
     return run.execute()
 
 
@@ -176,8 +178,6 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
 
 
 def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
-    from engine.training.models import resolve_model
-
     store = RunStore()
     store.mark_dead_runs()
     record = store.get_run(check_run_id(run_id))
@@ -186,14 +186,7 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     if record["status"] == "running":
         raise UserError(f"run {run_id} is still running (pid {record['pid']})")
     folder = run_dir(run_id)
-    config_path = inside(folder, CONFIG_FILE)
-    try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {config_path}: {exc}") from None
-    config = from_dict(saved, str(config_path))
-    task = _task(config)
-    plan = Plan(config, resolve_model(config.model), task, *_data(config, task))
+    plan = saved_plan(folder)
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
@@ -202,6 +195,20 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
         run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
     run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
+
+
+def saved_plan(folder: Path) -> Plan:
+    """The plan of an existing run, rebuilt from its config.json."""
+    from engine.training.models import resolve_model
+
+    config_path = inside(folder, CONFIG_FILE)
+    try:
+        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {config_path}: {exc}") from None
+    config = from_dict(saved, str(config_path))
+    task = _task(config)
+    return Plan(config, resolve_model(config.model), task, *_data(config, task))
 
 
 def _settle_imports() -> None:
@@ -237,7 +244,7 @@ class BaseModels:
 
         config = self.plan.config
         first = self.tokenizer is None
-        model, self.tokenizer = load_model(self.plan.spec, quant=config.quant,
+        model, self.tokenizer = load_model(self.plan.spec, quant=config.quant, device=distributed.device(),
                                            trust_remote_code=config.trust_remote_code)
         for message in getattr(model, "load_warnings", []) if first else []:
             self.warn(message)
@@ -259,10 +266,12 @@ class BaseModels:
 
 
 class LiveRun:
-    """One live run: its folder, events, store row, stop signal and terminal report."""
+    """One live run: its folder, events, store row, stop signal and terminal report. With several
+    processes (`engine.training.distributed`) each rank runs one; only the main one (rank 0)
+    writes the log, events, store metrics and adapters, and evaluates."""
 
-    def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore, events_stdout: bool,
-                 report: Report, logs: LibraryLogs):
+    def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore | None, events_stdout: bool,
+                 report: Report, logs: LibraryLogs, main: bool = True):
         self.run_id = run_id
         self.folder = folder
         self.plan = plan
@@ -270,8 +279,12 @@ class LiveRun:
         self.store = store
         self.report = report
         self.logs = logs
-        logs.to_file(inside(folder, LOG_FILE))
-        self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
+        self.main = main
+        if main:
+            logs.to_file(inside(folder, LOG_FILE))
+            self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
+        else:
+            self.events = distributed.SilentEvents()
         self.stop = StopSignal()
         self.stop.install()
 
@@ -300,7 +313,7 @@ class LiveRun:
     # --- the run ---------------------------------------------------------------------------
     def execute(self) -> Outcome:
         try:
-            with Heartbeat(self.store, self.run_id):
+            with self._heartbeat():
                 results = self._run_stages()
             return self._end("finished", results)
         except KeyboardInterrupt:
@@ -317,6 +330,9 @@ class LiveRun:
             self.events.close()
             self.logs.close()
 
+    def _heartbeat(self):
+        return Heartbeat(self.store, self.run_id)
+
     def _run_stages(self) -> dict:
         config = self.config
         _settle_imports()
@@ -330,13 +346,13 @@ class LiveRun:
         evals = self.recorded_evals()
         models = BaseModels(self.plan, self.warn)
         self.report.say(f"run {self.run_id}: {config.model}, {config.n_sft} SFT examples, {config.n_pft} pairs")
-        if "base" not in evals:
+        if self.main and "base" not in evals:
             evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
         for stage in self.plan.stages:
             policy = None
             if not self.stage_path(stage, "adapter").exists():
                 policy = self._train(stage, models)
-            if stage not in evals:
+            if self.main and stage not in evals:
                 if policy is None:
                     policy = self._load_trained(stage, models)
                 evals[stage] = self._evaluate(stage, policy, models.tokenizer)
@@ -352,10 +368,12 @@ class LiveRun:
         folder = self.stage_path(stage, "checkpoints")
         latest = checkpoints.latest_complete(folder)
         start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
-        checkpoints.prune(folder, self.config.keep_checkpoints)
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
-        callbacks = stage_callbacks(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints,
-                                    self.stop, progress=self.report.enabled)
+        if self.main:
+            checkpoints.prune(folder, self.config.keep_checkpoints)
+        callbacks = stage_callbacks(self.events if self.main else None, stage, len(examples), self.folder,
+                                    self.config.keep_checkpoints, self.stop, progress=self.report.enabled,
+                                    ranks=distributed.world_size())
         set_seed(self.config.seed)  # LoRA init and data order never depend on what ran before
         if stage == "sft":
             trainer = stages.sft_trainer(self.config, models.fresh(), models.tokenizer, examples, folder, callbacks)
@@ -367,7 +385,11 @@ class LiveRun:
             output = trainer.train(resume_from_checkpoint=str(latest) if latest else None)
         if self.stop.requested:
             raise KeyboardInterrupt
+        if not self.main:
+            distributed.barrier()  # the next stage reads the adapter rank 0 is saving
+            return trainer.model
         checkpoints.save_adapter(trainer.model, self.stage_path(stage, "adapter"))
+        distributed.barrier()
         self.store.add_metric(self.run_id, stage, "train_loss", output.training_loss)
         args = trainer.args
         seconds = compute.seconds_per_example_seen(

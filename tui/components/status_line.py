@@ -39,6 +39,8 @@ class StatusLine(Static):
             parts += [Text(f" {state.stage.upper()} ", style="reverse"), Text(" "),
                       bar(progress.step, total), Text(f" step {progress.step}/{total or '?'}"),
                       Text(f" · {progress.n_examples:,} examples", style="dim")]
+        if state.world_size > 1:
+            parts += [Text(f" · {state.world_size} processes", style="dim")]
         parts += [Text("   elapsed ", style="dim"), Text(clock(state.elapsed(now)))]
         if not state.finished:
             parts += [Text("   ETA ", style="dim"), Text(clock(state.eta(now)))]
