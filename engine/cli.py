@@ -10,7 +10,7 @@ import sys
 from advisor.errors import AdvisorError
 from engine.record.errors import OneLineParser, UserError
 
-COMMANDS = ("advise", "run", "resume", "runs")
+COMMANDS = ("advise", "forecast", "run", "resume", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

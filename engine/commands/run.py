@@ -30,11 +30,22 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from engine.commands.forecast import add_forecast_flags
+
     parser = sub.add_parser("run", help="run a QLoRA SFT→DPO finetune and record it",
                             description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     parser.add_argument("--run-id", help="name the run (letters, digits, '-' and '_'); default: time-based")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the run's forecast (time, memory, cost per stage) and create nothing")
     add_output_flags(parser)
+    add_forecast_flags(parser)
+    add_settings(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """--config and one flag per run setting; shared with `engine forecast`."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     settings = parser.add_argument_group("settings (also keys of the --config file)")
     for name, spec in FIELDS.items():
         kind = KIND[name]
@@ -48,7 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
             choices = spec.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
             settings.add_argument(flag(name), type=converter, choices=choices, metavar=metavar, **options)
-    parser.set_defaults(handler=run)
 
 
 def print_outcome(outcome, args: argparse.Namespace) -> int:
@@ -70,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     resolved = config.build(args.config, overrides)
+    if args.dry_run:
+        from engine.commands.forecast import show_forecast
+
+        return show_forecast(resolved, args)
     outcome = train.start(resolved, run_id=args.run_id, events_stdout=args.events_stdout,
-                          human=not (args.json or args.events_stdout))
+                          human=not (args.json or args.events_stdout), memory_limit=args.memory_limit)
     return print_outcome(outcome, args)
 

@@ -103,9 +103,10 @@ def _plan(config: RunConfig, spec, task) -> Plan:
 
 
 def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
-          human: bool = True) -> Outcome:
-    """Check everything a user can get wrong, create the run, and run it."""
-    return _launch(_create, config, run_id, events_stdout=events_stdout, human=human)
+          human: bool = True, memory_limit: int | None = None) -> Outcome:
+    """Check everything a user can get wrong (a run that will not fit in memory too), create the
+    run, and run it."""
+    return _launch(_create, config, run_id, memory_limit, events_stdout=events_stdout, human=human)
 
 
 def resume(run_id: str, *, events_stdout: bool = False, human: bool = True) -> Outcome:
@@ -135,15 +136,10 @@ def _check_quantisation(config: RunConfig) -> None:
         raise UserError(f"--quant 4bit needs bitsandbytes, which cannot load here: {problem}")
 
 
-def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
+def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
+    """The run's plan (the advisor's split for the budget form, and its advice), creating nothing."""
     from engine.training.models import resolve_model
 
-    store = RunStore()
-    store.mark_dead_runs()
-    run_id = check_run_id(run_id) if run_id else new_run_id()
-    folder = run_dir(run_id)
-    if folder.exists():
-        raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
     task = _task(config)
     advice = None
     # a bad size fails here, before `tiny` or `demo` is built into the model cache
@@ -155,13 +151,51 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
         plan = _plan(config, spec, task)
         plan.warnings[:0] = advice["warnings"]
     plan.spec = spec
+    return plan, advice
+
+
+def checked_forecast(plan: Plan, memory_limit: int | None):
+    """The run's forecast when this machine has a calibration for it (`engine forecast` or the app
+    made one; a run does not calibrate itself), refusing a run that will not fit."""
+    from engine.training import forecast
+
+    result = forecast.forecast(plan, run_if_missing=False)
+    if result is not None:
+        forecast.refuse_if_too_big(result, memory_limit)
+    return result
+
+
+def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, events_stdout: bool, human: bool,
+            logs: LibraryLogs) -> "LiveRun":
+    import dataclasses
+
+    from engine.training import meter
+    from engine.training.forecast import use_threads
+
+    store = RunStore()
+    store.mark_dead_runs()
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    folder = run_dir(run_id)
+    if folder.exists():
+        raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
+    plan, advice = build_plan(config)
+    plan.config = config = dataclasses.replace(plan.config, threads=use_threads(plan.config))  # recorded
+    forecast = checked_forecast(plan, memory_limit)
+    spec = plan.spec
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
     folder.mkdir(parents=True)
     checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    figures = forecast.as_dict() if forecast else None
+    for stage, figure in (figures or {}).get("stages", {}).items():  # what the measured stages are held to
+        store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
+        store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
-                    params_b=spec.params_b, advice=advice)
+                    params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
+                    forecast=figures)
+    if forecast is None:
+        run.report.say("no forecast: this machine has no calibration for this plan yet (`engine forecast` makes one)")
     return run
 
 
@@ -186,13 +220,14 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    run.measured = False  # a resumed stage's time is not the stage's time
     stage, step = run.position()
     run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
     run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
 
 
-def _settle_imports() -> None:
+def settle_imports() -> None:
     """Import the training stack up front and freeze its half a million objects out of the
     garbage collector's view (`gc.freeze`): the full collection that frees one model copy
     before the next is loaded then scans only the run's own objects (0.2 s → 0 s each)."""
@@ -262,6 +297,7 @@ class LiveRun:
         self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
         self.stop = StopSignal()
         self.stop.install()
+        self.measured = True
 
     # --- where a run stands ---------------------------------------------------------------
     def stage_path(self, stage: str, name: str) -> Path:
@@ -302,7 +338,7 @@ class LiveRun:
 
     def _run_stages(self) -> dict:
         config = self.config
-        _settle_imports()
+        settle_imports()
         if config.threads:
             import torch
 
@@ -314,17 +350,31 @@ class LiveRun:
         models = BaseModels(self.plan, self.events)
         self.report.say(f"run {self.run_id}: {config.model}, {config.n_sft} SFT examples, {config.n_pft} pairs")
         if "base" not in evals:
-            evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
+            with self._measured("base_eval"):
+                evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
         for stage in self.plan.stages:
             policy = None
             if not self.stage_path(stage, "adapter").exists():
-                policy = self._train(stage, models)
+                with self._measured(stage):
+                    policy = self._train(stage, models)
             if stage not in evals:
                 if policy is None:
                     policy = self._load_trained(stage, models)
-                evals[stage] = self._evaluate(stage, policy, models.tokenizer)
+                with self._measured(f"{stage}_eval"):
+                    evals[stage] = self._evaluate(stage, policy, models.tokenizer)
             del policy  # freed by the next `fresh()` load, before the next copy exists
         return self._results(evals)
+
+    @contextlib.contextmanager
+    def _measured(self, stage: str):
+        """Records the stage's wall seconds and peak memory in the store (what forecasts learn from)."""
+        from engine.training import meter
+
+        with meter.measure() as used:
+            yield
+        if self.measured:
+            self.store.add_metric(self.run_id, stage, "stage_seconds", used.seconds)
+            self.store.add_metric(self.run_id, stage, "peak_memory_bytes", used.peak_memory_bytes)
 
     def _train(self, stage: str, models: BaseModels):
         """One stage: build its trainer, continue from its last complete checkpoint, save the adapter."""
