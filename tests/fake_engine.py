@@ -10,11 +10,15 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
     die     a few events, then exit 3 with no run_finished (a crash)
     flood   `--n-logs` SFT log events as fast as it can, then finishes
     slow    one log event every `--delay` s until SIGINT, then run_finished "stopped"
+
+`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints), or, when
+$FAKE_ENGINE_FORECAST is "refuse", the engine's one-line refusal and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -96,7 +100,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+FORECAST = {"device": "cpu", "threads": 2, "total_seconds": 754.0, "peak_memory_bytes": 3 * 2**30,
+            "gpu_hours": 754.0 / 3600, "money": None,
+            "stages": {"base_eval": {"seconds": 60.0, "peak_memory_bytes": 2**30, "source": "calibration"},
+                       "sft": {"seconds": 512.0, "peak_memory_bytes": 3 * 2**30, "source": "calibration"},
+                       "sft_eval": {"seconds": 182.0, "peak_memory_bytes": 2 * 2**30, "source": "calibration"}}}
+REFUSAL = ("the run needs about 3.00 GiB at its peak (SFT) but 1.00 GiB is available; "
+           "use a smaller batch (--batch-size 1)")
+
+
+def forecast(argv: list[str]) -> int:
+    if os.environ.get("FAKE_ENGINE_FORECAST") == "refuse":
+        print(f"engine: error: {REFUSAL}", file=sys.stderr)
+        return 2
+    print(json.dumps(FORECAST))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["forecast"]:
+        return forecast(argv)
     args = parse_args(argv)
     folder = run_dir(args.run_id)
     folder.mkdir(parents=True, exist_ok=True)

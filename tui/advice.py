@@ -122,7 +122,7 @@ class Planner:
                 problem = str(exc)
         costs = effective_costs(inputs.sft_cost, inputs.pft_cost, compute)
         recommendation = advisor.recommend(inputs.task, inputs.model, inputs.budget, *costs, params_b=inputs.params_b,
-                                           base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
+                                           base_score=inputs.base_score, compute_cost=inputs.compute_cost or 0.0)
         return Advice(inputs, recommendation, fitted.n_local, compute, problem)
 
     def predict(self, task: str, model: str, n_sft: int, n_pft: int, params_b: float | None = None,

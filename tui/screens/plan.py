@@ -3,6 +3,7 @@ recomputed off the UI thread a moment after the typing stops."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -16,10 +17,12 @@ from textual.widgets import ContentSwitcher, Footer, Header
 
 from tui.advice import Advice, IsoGrid
 from tui.components.budget_plot import BudgetLinePlot
+from tui.components.forecast_panel import ForecastPanel
 from tui.components.inputs_form import InputsForm
 from tui.components.iso_plot import IsoScorePlot
 from tui.components.recommendation_table import RecommendationView
 from tui.inputs import PlanInputs
+from tui.launch import engine_prefix
 from tui.messages import AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged
 from tui.screens.confirm import ConfirmLaunch
 
@@ -52,6 +55,7 @@ class PlanScreen(Screen):
             yield InputsForm(self.initial, id="form")
             with Vertical(id="advice-pane"):
                 yield RecommendationView("fitting the advisor on past runs…", id="recommendation")
+                yield ForecastPanel(id="forecast")
                 with ContentSwitcher(id="plots", initial="budget-plot"):
                     yield BudgetLinePlot(id="budget-plot")
                     yield IsoScorePlot(id="iso-plot")
@@ -112,6 +116,8 @@ class PlanScreen(Screen):
         self.advice, self.refusal = advice, ""
         self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
         self.query_one(RecommendationView).show(advice)
+        self.query_one(ForecastPanel).forecast(self.app.engine_cmd or engine_prefix(), advice.inputs.task,
+                                               advice.inputs.model, *advice.split, advice.inputs.gpu_hour_price)
         self.query_one(BudgetLinePlot).show(advice)
         if self.grid is not None and self.grid[0] == advice.inputs:
             self.query_one(IsoScorePlot).show(advice, self.grid[1])
@@ -155,6 +161,9 @@ class PlanScreen(Screen):
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
         launch = self.app.new_launch(self.inputs, *self.advice.split, self.advice.prediction, self.advice.forecast)
+        panel = self.query_one(ForecastPanel)
+        if panel.request and panel.request[2:4] == self.advice.split:
+            launch = dataclasses.replace(launch, run_forecast=panel.figures, forecast_problem=panel.problem)
 
         def confirmed(go: bool | None) -> None:
             if go:
