@@ -39,8 +39,8 @@ def duration(seconds: float) -> str:
 
 
 def forecast_table(figures: dict) -> Table:
-    table = Table(title=f"forecast on this machine · {figures['device']}, {figures['threads']} threads",
-                  title_justify="left", box=None, pad_edge=False)
+    table = Table(title=f"{figures['device']}, {figures['threads']} threads", title_justify="left", box=None,
+                  pad_edge=False, title_style="dim")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="right" if column in ("time", "peak memory") else "left",
                          style="dim" if column == "source" else None)
@@ -61,6 +61,18 @@ def summary_line(figures: dict) -> str:
 
 class ForecastPanel(Static):
     """Shows the forecast for the last requested (task, model, n_sft, n_pft, hour price)."""
+
+    BORDER_TITLE = "Forecast on this machine"
+    DEFAULT_CSS = """
+    ForecastPanel {
+        border: round $foreground 25%;
+        border-title-color: $text-muted;
+        border-title-style: bold;
+        background: $background;
+        height: auto;
+        padding: 0 1;
+    }
+    """
 
     def __init__(self, **kwargs):
         super().__init__(Text("forecast: waiting for the recommendation…", style="dim"), **kwargs)
