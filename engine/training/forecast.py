@@ -90,7 +90,7 @@ class Forecast:
                     grown = max(0, config.eval_max_new_tokens - calibrate.DECODE_TOKENS - 1)
                     memory += kv * config.eval_batch_size * grown
                     source += " + model config (KV cache)"
-                seconds += figures.get("load_seconds", 0.0)
+                seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
                 rows = figures["rows_per_example"] * config.batch_size
                 batches = compute.training_micro_batches(
