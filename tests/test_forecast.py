@@ -123,3 +123,12 @@ def test_the_shortfall_names_a_batch_that_fits():
     assert line == ("the run needs about 10.00 GiB at its peak (SFT) but 6.00 GiB is available; use a smaller "
                     "batch (--batch-size 4) or a shorter max length (--max-length 256) or 4-bit weights (--quant 4bit)")
     assert shortfall(figures, 11 * 2**30, fixed_bytes={}, batch_size=8, max_length=1024, longest={}, quant="4bit") is None
+
+
+@pytest.mark.slow
+def test_advise_adds_the_recommended_runs_forecast_to_its_compute_block(tmp_path):
+    advice = json_out(engine(tmp_path, "advise", "--task", "gsm8k_math", "--model", "tiny", "--params-b", "0.0001",
+                             "--budget", "12", "--sft-cost", "1", "--pft-cost", "0.5", "--forecast", "--json"))
+    figures = advice["compute"]["forecast"]
+    assert list(figures["stages"]) == forecast_stages(advice["n_sft"], advice["n_pft"])
+    assert figures["device"] == "cpu" and figures["total_seconds"] > 0
