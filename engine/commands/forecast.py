@@ -43,14 +43,21 @@ def forecast(args: argparse.Namespace) -> int:
 
 
 def show_forecast(resolved, args: argparse.Namespace) -> int:
-    """Forecast (calibrating if needed), refuse what will not fit, print; creates no run."""
+    """Forecast (calibrating if needed), refuse what will not fit, print; creates no run. The
+    libraries' warnings during the calibration are the run's business, not the forecast's."""
+    import logging
+    import warnings
+
     from engine.training import forecast as forecasting
     from engine.training.report import quiet_libraries
     from engine.training.train import build_plan
 
-    plan, _ = build_plan(resolved)
-    quiet_libraries()
-    result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price)
+    logging.getLogger().setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan, _ = build_plan(resolved)
+        quiet_libraries()
+        result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price)
     forecasting.refuse_if_too_big(result, args.memory_limit)
     if args.json:
         import json
@@ -69,7 +76,7 @@ def _show(result, plan) -> None:
 
     figures, config = result.as_dict(), plan.config
     table = Table(title=f"forecast · {config.task} · {config.model} · {config.n_sft} SFT, {config.n_pft} pairs · "
-                        f"{figures['device']}, {figures['threads']} threads", title_justify="left")
+                        f"{figures['device']}, {figures['threads']} thread{'s' * (figures['threads'] != 1)}", title_justify="left")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="left" if column in ("stage", "source") else "right")
     for stage, figure in figures["stages"].items():

@@ -28,7 +28,7 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 CALIBRATION_STEPS = 2  # the first is the warm-up (its extra cost counts as stage set-up), the second is timed
 DECODE_TOKENS = 8  # new tokens of the longer timed generation; the shorter makes one
 
