@@ -78,7 +78,8 @@ def bench_plan(name: str, args: list[str]) -> None:
               f"{figure['peak_memory_bytes'] / 2**20:>12.0f} {memory / 2**20:>12.0f} "
               f"{memory / figure['peak_memory_bytes']:>6.2f}")
     total = sum(actual[stage]["stage_seconds"] for stage in forecast["stages"])
-    print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {total / forecast['total_seconds']:>6.2f}")
+    ratio = total / forecast["total_seconds"]
+    print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {ratio:>6.2f}")
 
 
 def default_plan() -> None:

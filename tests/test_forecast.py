@@ -122,7 +122,8 @@ def test_the_shortfall_names_a_batch_that_fits():
                      longest={"sft": 512}, quant="none")
     assert line == ("the run needs about 10.00 GiB at its peak (SFT) but 6.00 GiB is available; use a smaller "
                     "batch (--batch-size 4) or a shorter max length (--max-length 256) or 4-bit weights (--quant 4bit)")
-    assert shortfall(figures, 11 * 2**30, fixed_bytes={}, batch_size=8, max_length=1024, longest={}, quant="4bit") is None
+    fits = shortfall(figures, 11 * 2**30, fixed_bytes={}, batch_size=8, max_length=1024, longest={}, quant="4bit")
+    assert fits is None
 
 
 @pytest.mark.slow

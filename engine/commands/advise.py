@@ -136,7 +136,8 @@ def _show(rec, args, compute: dict | None) -> None:
     if compute and "forecast" in compute:
         figures = compute["forecast"]
         console.print(f"forecast on this machine ({figures['device']}, {figures['threads']} threads): "
-                      f"{figures['total_seconds'] / 60:,.1f} min, peak memory {figures['peak_memory_bytes'] / 2**30:.2f} GiB "
+                      f"{figures['total_seconds'] / 60:,.1f} min, "
+                      f"peak memory {figures['peak_memory_bytes'] / 2**30:.2f} GiB "
                       "(`engine forecast` shows each stage)", highlight=False)
     for warning in rec.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -76,7 +76,8 @@ def _show(result, plan) -> None:
 
     figures, config = result.as_dict(), plan.config
     table = Table(title=f"forecast · {config.task} · {config.model} · {config.n_sft} SFT, {config.n_pft} pairs · "
-                        f"{figures['device']}, {figures['threads']} thread{'s' * (figures['threads'] != 1)}", title_justify="left")
+                        f"{figures['device']}, {figures['threads']} thread{'s' * (figures['threads'] != 1)}",
+                  title_justify="left")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="left" if column in ("stage", "source") else "right")
     for stage, figure in figures["stages"].items():

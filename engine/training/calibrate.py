@@ -183,7 +183,8 @@ class _Walk:
         timed = steps[1:] or steps
         per_token = sum(s for s, _ in timed) / max(1, sum(t for _, t in timed))
         warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if steps else 0.0
-        figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup, "seconds_per_token": per_token,
+        figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup,
+                   "seconds_per_token": per_token,
                    "lengths": lengths, "rows_per_example": 2 if stage == "dpo" else 1,
                    "calibration_steps": [[round(s, 4), t] for s, t in steps]}
         return figures, trainer.model
