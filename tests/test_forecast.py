@@ -133,3 +133,19 @@ def test_advise_adds_the_recommended_runs_forecast_to_its_compute_block(tmp_path
     figures = advice["compute"]["forecast"]
     assert list(figures["stages"]) == forecast_stages(advice["n_sft"], advice["n_pft"])
     assert figures["device"] == "cpu" and figures["total_seconds"] > 0
+
+
+def test_the_store_gives_each_stages_measurement_and_forecast_of_finished_runs(tmp_path):
+    from engine.record.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    for run_id, status in (("done", "finished"), ("broke", "failed")):
+        store.create_run(run_id, task="gsm8k_math", model="tiny", params_b=None, n_sft=8, n_pft=0,
+                         config={"threads": 2}, run_dir=str(tmp_path / run_id), pid=1)
+        for name, value in (("forecast_seconds", 10.0), ("stage_seconds", 12.5), ("peak_memory_bytes", 2**30)):
+            store.add_metric(run_id, "sft", name, value)
+        store.finish_run(run_id, status=status, score=None, metric=None, results={})
+    assert store.stage_measurements("tiny", 2) == [
+        {"run_id": "done", "stage": "sft", "stage_seconds": 12.5, "peak_memory_bytes": 2**30,
+         "forecast_seconds": 10.0, "forecast_peak_memory_bytes": 0.0}]
+    assert store.stage_measurements("tiny", 1) == [] and store.stage_measurements("demo", 2) == []

@@ -118,14 +118,15 @@ class Forecast:
                                  longest=self.longest, quant=self.config.quant)
 
 
-def _history(model: str) -> dict[str, dict[str, float]]:
-    """{stage: {"seconds", "memory", "runs"}}: measured ÷ forecast medians over finished runs."""
+def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
+    """{stage: {"seconds", "memory", "runs"}}: measured ÷ forecast medians over finished runs of
+    the model on this machine with as many threads."""
     from engine.record import home
     from engine.record.store import RunStore
 
     if not home.store_path().exists():
         return {}
-    rows = RunStore().stage_measurements(model)
+    rows = RunStore().stage_measurements(model, threads)
     history = {}
     for stage in compute.FORECAST_STAGES:
         mine = [row for row in rows if row["stage"] == stage]
@@ -140,11 +141,11 @@ def _history(model: str) -> dict[str, dict[str, float]]:
 def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True) -> Forecast | None:
     """The plan's forecast on this machine; None only when no calibration is cached and
     `run_if_missing` is off."""
-    use_threads(plan.config)
+    threads = use_threads(plan.config)
     measured = calibration(plan, run_if_missing=run_if_missing)
     if measured is None:
         return None
-    return Forecast(plan, measured, _history(plan.config.model), gpu_hour_price)
+    return Forecast(plan, measured, _history(plan.config.model, threads), gpu_hour_price)
 
 
 def refuse_if_too_big(result: Forecast, memory_limit: int | None) -> None:
