@@ -6,7 +6,8 @@ model, budget 1000, SFT 1, pairs 0.5) on 1 thread and on all cores, without runn
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py            # tiny and demo plans
     .venv/bin/python bench/forecast.py --default-plan
 
-Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only)."""
+Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only) whose
+models/ folder is shared between plans, so the demo model is converted once."""
 
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ PLANS = {
     "demo-a": ["--model", "demo", "--n-sft", "16", "--n-pft", "8", "--max-length", "256", *SMALL],
     "demo-b": ["--model", "demo", "--n-sft", "24", "--n-pft", "16", "--max-length", "384", "--batch-size", "2", *SMALL],
 }
+MODELS = Path(tempfile.gettempdir()) / "budgettui-bench-models"
 DEFAULT_PLAN = ["--model", "demo", "--budget", "1000", "--sft-cost", "1", "--pft-cost", "0.5"]
 
 
 def engine(home: Path, *args: str, threads: str | None = "1") -> tuple[float, subprocess.CompletedProcess]:
+    MODELS.mkdir(exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(MODELS)
     env = {**os.environ, "BUDGETTUI_HOME": str(home), "PYTHONPATH": str(ROOT)}
     if threads:
         env["OMP_NUM_THREADS"] = threads
@@ -82,8 +87,8 @@ def bench_plan(name: str, args: list[str]) -> None:
     print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {ratio:>6.2f}")
 
 
-def default_plan() -> None:
-    for threads in ("1", None):
+def default_plan(thread_counts: list[str | None]) -> None:
+    for threads in thread_counts:
         with tempfile.TemporaryDirectory(prefix="bench-forecast-default-") as tmp:
             wall, done = engine(Path(tmp), "forecast", "--task", "gsm8k_math", *DEFAULT_PLAN, "--json", threads=threads)
             forecast = json.loads(done.stdout)
@@ -98,9 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
     parser.add_argument("--default-plan", action="store_true")
+    parser.add_argument("--threads", default="1,", help="comma-separated OMP_NUM_THREADS for --default-plan "
+                                                       "('' = unset: every core)")
     args = parser.parse_args()
     if args.default_plan:
-        default_plan()
+        default_plan([value or None for value in args.threads.split(",")])
         return
     for name in args.plans.split(","):
         bench_plan(name, PLANS[name])
