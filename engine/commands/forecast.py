@@ -46,6 +46,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
     """Forecast (calibrating if needed), refuse what will not fit, print; creates no run. The
     libraries' warnings during the calibration are the run's business, not the forecast's."""
     import logging
+    import signal
     import warnings
 
     from engine.training import forecast as forecasting
@@ -53,6 +54,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
     from engine.training.train import build_plan
 
     logging.getLogger().setLevel(logging.ERROR)
+    signal.signal(signal.SIGTERM, _interrupted)  # a superseded forecast still removes its calibration folder
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan, _ = build_plan(resolved)
@@ -66,6 +68,10 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
     else:
         _show(result, plan)
     return 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _show(result, plan) -> None:

@@ -3,7 +3,8 @@ total, device-hours and money, each figure with its source — or why there is n
 
 The app never imports torch, so the panel asks the engine: `engine forecast … --json` as a child
 process in a thread worker (the first forecast of a plan calibrates this machine, seconds to a
-minute), whose answer reaches the UI as a message. A newer request kills the older child."""
+minute), whose answer reaches the UI as a message. A newer request stops the older child
+(SIGTERM: it removes its calibration folder and exits)."""
 
 from __future__ import annotations
 
@@ -96,7 +97,7 @@ class ForecastPanel(Static):
     @work(thread=True, group="forecast")
     def _ask(self, request: tuple, argv: list[str]) -> None:
         if self._child is not None and self._child.poll() is None:
-            self._child.kill()  # an older question nobody is waiting for
+            self._child.terminate()  # an older question nobody is waiting for
         try:
             child = self._child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                                    stdin=subprocess.DEVNULL)
@@ -128,4 +129,4 @@ class ForecastPanel(Static):
 
     def on_unmount(self) -> None:
         if self._child is not None and self._child.poll() is None:
-            self._child.kill()
+            self._child.terminate()
