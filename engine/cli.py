@@ -10,7 +10,7 @@ import sys
 from advisor.errors import AdvisorError
 from engine.record.errors import OneLineParser, UserError
 
-COMMANDS = ("advise", "pilot", "run", "baseline", "sweep", "resume", "runs")
+COMMANDS = ("advise", "pilot", "forecast", "run", "baseline", "sweep", "resume", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:

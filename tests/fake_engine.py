@@ -13,6 +13,8 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
 
 `baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error)
 and `pilot … --json` prints PILOTS, in the shapes `engine baseline` and `engine pilot` print.
+`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints), or, when
+$FAKE_ENGINE_FORECAST is "refuse", the engine's one-line refusal and exit 2.
 """
 
 from __future__ import annotations
@@ -142,12 +144,28 @@ def pilot(argv: list[str]) -> int:
     home_dir().mkdir(parents=True, exist_ok=True)
     (home_dir() / PILOT_ARGV_FILE).write_text(json.dumps(argv))
     print(json.dumps(PILOTS))
+
+
+FORECAST = {"device": "cpu", "threads": 2, "total_seconds": 754.0, "peak_memory_bytes": 3 * 2**30,
+            "gpu_hours": 754.0 / 3600, "money": None,
+            "stages": {"base_eval": {"seconds": 60.0, "peak_memory_bytes": 2**30, "source": "calibration"},
+                       "sft": {"seconds": 512.0, "peak_memory_bytes": 3 * 2**30, "source": "calibration"},
+                       "sft_eval": {"seconds": 182.0, "peak_memory_bytes": 2 * 2**30, "source": "calibration"}}}
+REFUSAL = ("the run needs about 3.00 GiB at its peak (SFT) but 1.00 GiB is available; "
+           "use a smaller batch (--batch-size 1)")
+
+
+def forecast(argv: list[str]) -> int:
+    if os.environ.get("FAKE_ENGINE_FORECAST") == "refuse":
+        print(f"engine: error: {REFUSAL}", file=sys.stderr)
+        return 2
+    print(json.dumps(FORECAST))
     return 0
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("baseline", "pilot"):
-        return {"baseline": baseline, "pilot": pilot}[argv[0]](argv[1:])
+    if argv and argv[0] in ("baseline", "pilot", "forecast"):
+        return {"baseline": baseline, "pilot": pilot, "forecast": forecast}[argv[0]](argv[1:])
     args = parse_args(argv)
     folder = run_dir(args.run_id)
     folder.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ SIZE = (120, 40)
 def advisor_says(inputs: PlanInputs, sft_cost: float | None = None, pft_cost: float | None = None):
     return Advisor().fit(load_past_runs()).recommend(
         inputs.task, inputs.model, inputs.budget, sft_cost or inputs.sft_cost, pft_cost or inputs.pft_cost,
-        params_b=inputs.params_b, base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
+        params_b=inputs.params_b, base_score=inputs.base_score, compute_cost=inputs.compute_cost or 0.0)
 
 
 async def advised(pilot, inputs: PlanInputs | None = None):
@@ -119,8 +119,8 @@ def test_the_advice_follows_typing_after_a_short_pause(home):
         async with app.run_test(size=SIZE) as pilot:
             await advised(pilot, LLAMA)
             await retype(pilot, "budget", "20000")
-            await retype(pilot, "compute_price", "2500")
-            wanted = PlanInputs(**{**LLAMA.__dict__, "budget": 20000.0, "compute_price": 2500.0})
+            await retype(pilot, "compute_cost", "2500")
+            wanted = PlanInputs(**{**LLAMA.__dict__, "budget": 20000.0, "compute_cost": 2500.0})
             advice = await advised(pilot, wanted)
             expected = advisor_says(wanted)
             assert advice.recommendation.label_budget == 17500.0
@@ -233,7 +233,7 @@ def test_an_unmeasured_model_shows_why_beside_the_price_and_advises_without_it(h
     (["--sft-cost", "-1"], "sft-cost"),
     (["--pft-cost", "abc"], "not a number"),
     (["--base-score", "1.5"], "between 0 and 1"),
-    (["--budget", "100", "--compute-price", "100"], "leaves nothing"),
+    (["--budget", "100", "--compute-cost", "100"], "leaves nothing"),
     (["--gpu-hour-price", "-2"], "gpu-hour-price"),
     (["--attach", "../etc"], "invalid run id"),
     (["--attach", "no-such-run"], "no events file"),
@@ -251,14 +251,14 @@ def test_a_bad_flag_is_one_line_and_exit_2(home, flags, problem):
 def test_flags_override_the_defaults_they_name():
     inputs, attach = parse_args(["--budget", "1,000", "--pft-cost", "2", "--compute-cost", "10"])
     assert inputs == PlanInputs(DEFAULT_INPUTS.task, DEFAULT_INPUTS.model, 1000.0, DEFAULT_INPUTS.sft_cost, 2.0,
-                                compute_price=10.0)
+                                compute_cost=10.0)
     assert parse_args([])[0] == DEFAULT_INPUTS
     assert parse_args(["--gpu-hour-price", "2.5"])[0].gpu_hour_price == 2.5
 
 
 def test_validation_reasons_per_field():
     inputs, errors = validate({"task": " ", "model": "m", "budget": "inf", "sft_cost": "0", "pft_cost": "1",
-                               "params_b": "", "base_score": "", "compute_price": ""})
+                               "params_b": "", "base_score": "", "compute_cost": ""})
     assert inputs is None
     assert errors == {"task": "required", "budget": "must be a finite number", "sft_cost": "must be greater than 0"}
 

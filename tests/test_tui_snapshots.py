@@ -25,6 +25,8 @@ def still_cursor(app) -> None:
 async def advice_shown(pilot) -> None:
     plan = pilot.app.plan_screen
     await wait_until(pilot, lambda: plan.advice is not None and plan.advice.inputs == plan.inputs)
+    panel = plan.query_one("#forecast")
+    await wait_until(pilot, lambda: panel.figures is not None or panel.problem, what="the forecast answer")
     still_cursor(pilot.app)
     await pilot.pause()
 

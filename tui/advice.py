@@ -125,7 +125,7 @@ class Planner:
         model = canonical_model(inputs.model)  # `demo` pools with SmolLM2-135M-Instruct; a stored model knows its size
         recommendation = advisor.recommend(inputs.task, model, inputs.budget, *costs,
                                            params_b=model_size(model, inputs.params_b),
-                                           base_score=inputs.base_score, compute_cost=inputs.compute_price or 0.0)
+                                           base_score=inputs.base_score, compute_cost=inputs.compute_cost or 0.0)
         return Advice(inputs, recommendation, fitted.n_local, compute, problem)
 
     def predict(self, task: str, model: str, n_sft: int, n_pft: int, params_b: float | None = None,

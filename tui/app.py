@@ -87,7 +87,8 @@ class BudgetApp(App):
     def _launch_requested(self, message: LaunchRequested) -> None:
         """Confirm the exact command, then start it."""
         advice = message.advice
-        launch = self.new_launch(advice.inputs, *advice.split, advice.prediction, advice.forecast)
+        launch = replace(self.new_launch(advice.inputs, *advice.split, advice.prediction, advice.forecast),
+                                     run_forecast=message.run_forecast, forecast_problem=message.forecast_problem)
 
         def confirmed(go: bool | None) -> None:
             if go:
@@ -164,14 +165,10 @@ def _flag_type(name: str) -> Callable[[str], object]:
     return convert
 
 
-FLAG_ALIASES = {"compute_price": ["--compute-cost"]}  # the name `engine advise` uses
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="budgettui", description=__doc__.split("\n\n")[0])
     for spec in FIELDS:
-        flags = ["--" + spec.name.replace("_", "-"), *FLAG_ALIASES.get(spec.name, [])]
-        parser.add_argument(*flags, dest=spec.name, type=_flag_type(spec.name),
+        parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, type=_flag_type(spec.name),
                             metavar=spec.name.upper(), help=f"{spec.label.lower()} ({spec.placeholder})")
     parser.add_argument("--attach", metavar="RUN_ID", help="open on a run and follow its events file")
     return parser
@@ -183,8 +180,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[PlanInputs, str | Non
     args = parser.parse_args(argv)
     given = {spec.name: getattr(args, spec.name) for spec in FIELDS if getattr(args, spec.name) is not None}
     inputs = replace(DEFAULT_INPUTS, **given)
-    if inputs.compute_price is not None and inputs.compute_price >= inputs.budget:
-        parser.error(f"--compute-price {inputs.compute_price:g} leaves nothing of --budget {inputs.budget:g}")
+    if inputs.compute_cost is not None and inputs.compute_cost >= inputs.budget:
+        parser.error(f"--compute-cost {inputs.compute_cost:g} leaves nothing of --budget {inputs.budget:g}")
     if args.attach is not None:
         try:
             folder = run_dir(check_run_id(args.attach))

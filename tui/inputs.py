@@ -22,13 +22,13 @@ class PlanInputs:
     pft_cost: float
     params_b: float | None = None
     base_score: float | None = None
-    compute_price: float | None = None
+    compute_cost: float | None = None
     gpu_hour_price: float | None = None
 
     @property
     def label_budget(self) -> float:
         """The money left for labels once compute is paid for."""
-        return self.budget - (self.compute_price or 0.0)
+        return self.budget - (self.compute_cost or 0.0)
 
 
 def _number(text: str) -> float:
@@ -86,7 +86,7 @@ FIELDS: tuple[Field, ...] = (
     Field("budget", "Total budget", parse_positive, placeholder="money, e.g. 5000"),
     Field("sft_cost", "Cost per SFT example", parse_positive, placeholder="e.g. 1.0"),
     Field("pft_cost", "Cost per preference pair", parse_positive, placeholder="e.g. 0.5"),
-    Field("compute_price", "Compute spend (optional)", parse_non_negative, False, "money taken off the budget"),
+    Field("compute_cost", "Compute spend (optional)", parse_non_negative, False, "money taken off the budget"),
     Field("gpu_hour_price", "GPU-hour price (optional)", parse_non_negative, False,
           "adds each example's GPU time"),
     Field("params_b", "Model size, B params (optional)", parse_positive, False, "from past runs if known"),
@@ -111,8 +111,8 @@ def validate(texts: dict[str, str]) -> tuple[PlanInputs | None, dict[str, str]]:
             values[spec.name] = parse_value(spec.name, texts.get(spec.name, ""))
         except ValueError as exc:
             errors[spec.name] = str(exc)
-    if "budget" not in errors and values.get("compute_price") and values["compute_price"] >= values["budget"]:
-        errors["compute_price"] = "leaves nothing of the budget for labels"
+    if "budget" not in errors and values.get("compute_cost") and values["compute_cost"] >= values["budget"]:
+        errors["compute_cost"] = "leaves nothing of the budget for labels"
     if errors:
         return None, errors
     return PlanInputs(**values), {}

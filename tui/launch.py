@@ -32,6 +32,8 @@ class Launch:
     n_pft: int
     prediction: tuple[float, float, float]
     forecast: dict | None = None  # GPU time, from `engine.record.compute.ComputePrice.forecast`
+    run_forecast: dict | None = None  # this machine's forecast of the run, from `engine forecast --json`
+    forecast_problem: str = ""  # why there is none (e.g. the run will not fit in memory)
 
     @property
     def command_line(self) -> str:

@@ -77,9 +77,12 @@ class RunEnded(Message):
 
 @dataclass
 class LaunchRequested(Message):
-    """The plan screen wants to launch `advice`'s split: the app confirms, then starts the run."""
+    """The plan screen wants to launch `advice`'s split: the app confirms, then starts the run.
+    `run_forecast` is this machine's forecast of that split (or `forecast_problem`, why there is none)."""
 
     advice: Advice
+    run_forecast: dict | None = None
+    forecast_problem: str = ""
 
 
 @dataclass

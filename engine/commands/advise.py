@@ -1,7 +1,8 @@
 """`engine advise`: how many SFT examples and preference pairs to buy with a budget, the score to
 expect (with an 80% interval), the same for SFT-only and the paper's rule of thumb, and the
 predicted score along the budget line. Fits the advisor on the past runs each time (well under a
-second); never loads torch or textual.
+second); never loads torch or textual unless `--forecast` asks for the recommended run's forecast
+on this machine (which calibrates it, as `engine forecast` does).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "finished runs of this model, to its price, and forecasts the hours")
     parser.add_argument("--ratios", type=shares, metavar="R,R,…",
                         help="allowed SFT shares of examples, e.g. 1,0.75,0.5,0.25,0 (default: any)")
+    parser.add_argument("--forecast", action="store_true",
+                        help="add the recommended run's forecast on this machine (time and memory per stage, "
+                             "device-hours, money) to the compute block; needs a model `engine run` can load")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=advise)
 
@@ -40,6 +44,8 @@ def advise(args: argparse.Namespace) -> int:
                             params_b=params_b, base_score=args.base_score, ratios=args.ratios,
                             compute_cost=args.compute_cost)
     compute = price.forecast(rec.n_sft, rec.n_pft) if price else None
+    if args.forecast:
+        compute = (compute or {}) | {"forecast": _run_forecast(args, rec.n_sft, rec.n_pft)}
     if args.json:
         import json
 
@@ -49,13 +55,27 @@ def advise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_forecast(args, n_sft: int, n_pft: int) -> dict:
+    """`engine forecast --json` for the recommended split with the engine's default settings."""
+    from engine.record import config
+    from engine.training import forecast
+    from engine.training.train import build_plan
+
+    if n_sft + n_pft == 0:
+        from engine.record.errors import UserError
+
+        raise UserError("the recommendation buys no examples: there is no run to forecast")
+    plan, _ = build_plan(config.build(None, {"task": args.task, "model": args.model, "n_sft": n_sft, "n_pft": n_pft}))
+    return forecast.forecast(plan, gpu_hour_price=args.gpu_hour_price).as_dict()
+
+
 def _show(rec, args, compute: dict | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{args.task} ({rec.metric or 'unnamed metric'}) · {args.model} · "
                         f"{rec.label_budget:,.2f} for labels"
-                       + (" and their GPU time" if compute else ""),
+                        + (" and their GPU time" if compute and "forecast_hours" in compute else ""),
                   caption=f"predicted score; fitted on {rec.n_past_runs} past runs", title_justify="left")
     for column in ("", "SFT", "pairs", "SFT share", "score", "80% interval", "vs rec."):
         table.add_column(column, justify="left" if not column else "right")
@@ -70,11 +90,17 @@ def _show(rec, args, compute: dict | None) -> None:
     console = Console()
     console.print(table)
     console.print(f"basis: {rec.basis}", highlight=False)
-    if compute:
+    if compute and "forecast_hours" in compute:
         console.print(f"GPU time for the recommended split: {compute['forecast_hours']:,.2f} hours × "
                       f"{compute['gpu_hour_price']:g} = {compute['forecast_cost']:,.2f}, included in the budget "
                       f"(measured on {compute['measured_runs']} of your runs, {compute['epochs']:g} epochs)",
                       highlight=False)
+    if compute and "forecast" in compute:
+        figures = compute["forecast"]
+        console.print(f"forecast on this machine ({figures['device']}, {figures['threads']} threads): "
+                      f"{figures['total_seconds'] / 60:,.1f} min, "
+                      f"peak memory {figures['peak_memory_bytes'] / 2**30:.2f} GiB "
+                      "(`engine forecast` shows each stage)", highlight=False)
     for warning in rec.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print()

@@ -34,11 +34,16 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from engine.commands.forecast import add_forecast_flags
+
     parser = sub.add_parser("run", help="run a QLoRA SFT→DPO finetune and record it",
                             description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     parser.add_argument("--run-id", help="name the run (letters, digits, '-' and '_'); default: time-based")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the run's forecast (time, memory, cost per stage) and create nothing")
     add_output_flags(parser)
+    add_forecast_flags(parser)
     add_settings(parser, FIELDS, SIZE_THE_RUN)
     parser.set_defaults(handler=run)
 
@@ -82,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     resolved = config.build(args.config, overrides)
+    if args.dry_run:
+        from engine.commands.forecast import show_forecast
+
+        return show_forecast(resolved, args)
     outcome = train.start(resolved, run_id=args.run_id, events_stdout=args.events_stdout,
-                          human=not (args.json or args.events_stdout))
+                          human=not (args.json or args.events_stdout), memory_limit=args.memory_limit)
     return print_outcome(outcome, args)
 

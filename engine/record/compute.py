@@ -93,3 +93,98 @@ def measured_price(gpu_hour_price: float, task: str, model: str) -> ComputePrice
     epochs = default_epochs()
     return ComputePrice(gpu_hour_price, seconds["sft"] * epochs / SECONDS_PER_HOUR,
                         seconds["dpo"] * epochs / SECONDS_PER_HOUR, store.timed_runs(model), epochs)
+
+
+# --- the forecast of one planned run: pure arithmetic on measured figures --------------------
+# `engine.training.forecast` measures (calibration, store); this part only adds them up, so the
+# TUI and `engine advise` can use it without torch.
+
+FORECAST_STAGES = ("base_eval", "sft", "sft_eval", "dpo", "dpo_eval")
+STAGE_LABELS = {"base_eval": "base evaluation", "sft": "SFT", "sft_eval": "SFT evaluation", "dpo": "DPO",
+                "dpo_eval": "DPO evaluation"}
+
+
+def forecast_stages(n_sft: int, n_pft: int) -> list[str]:
+    """The stages a run with this split goes through, in order."""
+    stages = ["base_eval"]
+    for stage, n in (("sft", n_sft), ("dpo", n_pft)):
+        if n:
+            stages += [stage, f"{stage}_eval"]
+    return stages
+
+
+def training_micro_batches(lengths: list[int], *, batch_size: int, grad_accum: int, epochs: float,
+                           max_steps: int | None, seed: int) -> list[int]:
+    """The padded length of every micro-batch a stage trains on, as the trainer schedules them:
+    each epoch a seeded shuffle cut into batches (padded to their longest example), grouped
+    grad_accum to an optimizer step, for ceil(epochs × steps per epoch) steps or max_steps."""
+    import random
+
+    if not lengths:
+        return []
+    per_epoch = math.ceil(len(lengths) / batch_size)
+    steps_per_epoch = max(1, math.ceil(per_epoch / grad_accum))
+    total_steps = max_steps if max_steps else math.ceil(epochs * steps_per_epoch)
+    rng, batches, steps = random.Random(seed), [], 0
+    while steps < total_steps:
+        order = list(lengths)
+        rng.shuffle(order)
+        epoch = [max(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+        for i in range(0, len(epoch), grad_accum):
+            batches += epoch[i:i + grad_accum]
+            steps += 1
+            if steps == total_steps:
+                break
+    return batches
+
+
+def stage_figure(seconds: float, peak_memory_bytes: float, source: str) -> dict:
+    return {"seconds": round(float(seconds), 3), "peak_memory_bytes": int(peak_memory_bytes), "source": source}
+
+
+def forecast_totals(device: str, threads: int, stages: dict[str, dict], gpu_hour_price: float | None) -> dict:
+    """The forecast as `engine forecast --json` prints it. `gpu_hours` are hours of the device the
+    run trains on (on a CPU: this machine's hours); `money` is them at the hour price, or None."""
+    total = sum(stage["seconds"] for stage in stages.values())
+    hours = total / SECONDS_PER_HOUR
+    return {"device": device, "threads": threads, "stages": stages, "total_seconds": round(total, 3),
+            "peak_memory_bytes": max((stage["peak_memory_bytes"] for stage in stages.values()), default=0),
+            "gpu_hours": hours, "money": None if gpu_hour_price is None else hours * gpu_hour_price}
+
+
+def history_factor(pairs: list[tuple[float, float]]) -> float | None:
+    """Median of measured ÷ forecast over finished runs: how far this machine's forecasts were off."""
+    import statistics
+
+    ratios = [measured / forecast for measured, forecast in pairs if measured > 0 and forecast > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def shortfall(forecast: dict, limit_bytes: int, *, fixed_bytes: dict[str, int], batch_size: int,
+              max_length: int, longest: dict[str, int], quant: str) -> str | None:
+    """One line naming the shortfall and the setting that fixes it, or None when the run fits.
+
+    A training stage's peak is its fixed part (the loaded model, measured right after loading)
+    plus activations that grow with rows × padded length, so the batch (or the length) that fits
+    is the current one scaled by the share of activations the limit leaves room for."""
+    peak = forecast["peak_memory_bytes"]
+    if peak <= limit_bytes:
+        return None
+    stage = max(forecast["stages"], key=lambda name: forecast["stages"][name]["peak_memory_bytes"])
+    need = f"the run needs about {gib(peak)} at its peak ({STAGE_LABELS[stage]}) but {gib(limit_bytes)} is available"
+    fixed = fixed_bytes.get(stage, 0)
+    room = (limit_bytes - fixed) / max(1, forecast["stages"][stage]["peak_memory_bytes"] - fixed)
+    fixes = []
+    if 0 < room < 1:
+        if batch_size > 1 and int(batch_size * room) >= 1:
+            fixes.append(f"a smaller batch (--batch-size {int(batch_size * room)})")
+        length = int(min(max_length, longest.get(stage, max_length)) * room)
+        if length >= 16:
+            fixes.append(f"a shorter max length (--max-length {length})")
+    if quant == "none":
+        fixes.append("4-bit weights (--quant 4bit)")
+    return need + ("; use " + " or ".join(fixes) if fixes else "; this model does not fit on this machine")

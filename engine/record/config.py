@@ -53,7 +53,8 @@ class RunConfig:
     quant: str = field(default="auto", metadata=_help("base-model weights: auto/4bit = QLoRA, none = full",
                                                      choices=QUANT_CHOICES))
     trust_remote_code: bool = field(default=False, metadata=_help("allow the model folder's own code to run"))
-    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: $OMP_NUM_THREADS)"))
+    threads: int | None = field(default=None, metadata=_help(
+        "torch CPU threads (default: $OMP_NUM_THREADS, else every core torch sees)"))
     lora_r: int = field(default=32, metadata=_help("LoRA rank"))
     lora_alpha: int = field(default=32, metadata=_help("LoRA alpha"))
     lora_dropout: float = field(default=0.0, metadata=_help("LoRA dropout"))

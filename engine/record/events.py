@@ -10,7 +10,8 @@ Schema version 1. One JSON object per line in `<run dir>/events.jsonl` (and on s
 
 and, by type (extra keys are allowed; a `log` event carries the trainer's keys unchanged):
 
-    run_started     config: dict (the resolved run config), pid: int
+    run_started     config: dict (the resolved run config), pid: int; also threads: int, device: str
+                    and forecast: `engine forecast --json`'s object, or null without a calibration
     stage_started   stage: "sft" | "dpo", total_steps: int, n_examples: int, world_size: int
                     (training processes; steps are always global optimizer steps)
     log             stage, step: int, then e.g. loss, learning_rate, grad_norm and for DPO

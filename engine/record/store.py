@@ -343,3 +343,23 @@ class RunStore:
     def timed_runs(self, model: str) -> int:
         """How many finished runs of `model` the timings of `seconds_per_example` come from."""
         return len({run_id for runs in self._stage_seconds(model).values() for run_id in runs})
+
+    def stage_measurements(self, model: str, threads: int) -> list[dict]:
+        """Per (finished run of `model` on this host with `threads` CPU threads, stage): its measured
+        stage_seconds and peak_memory_bytes and the forecast_* figures it was launched with (0 when
+        it had none)."""
+        from advisor.records import model_key
+
+        names = ("stage_seconds", "peak_memory_bytes", "forecast_seconds", "forecast_peak_memory_bytes")
+        with self._connect() as db:
+            rows = db.execute("SELECT r.run_id, r.model, r.config, m.stage, m.name, m.value FROM metrics m JOIN runs r"
+                              " USING (run_id) WHERE r.status = 'finished' AND r.host = ? AND m.name IN"
+                              f" ({', '.join('?' * len(names))}) ORDER BY m.id",
+                              (socket.gethostname(), *names)).fetchall()
+        found: dict[tuple[str, str], dict] = {}
+        for row in rows:
+            if model_key(row["model"]) == model_key(model) and json.loads(row["config"]).get("threads") == threads:
+                entry = found.setdefault((row["run_id"], row["stage"]), {"run_id": row["run_id"], "stage": row["stage"],
+                                                                          **dict.fromkeys(names, 0.0)})
+                entry[row["name"]] = row["value"] or 0.0
+        return list(found.values())

@@ -98,13 +98,14 @@ def _text(messages: list[dict]) -> str:
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8,
-             max_new_tokens: int = 128, max_length: int = 1024) -> list[str]:
-    """Greedy answers to chat prompts, decoded without special tokens."""
+             max_new_tokens: int = 128, max_length: int = 1024, min_new_tokens: int = 0) -> list[str]:
+    """Greedy answers to chat prompts, decoded without special tokens (`min_new_tokens` > 0 makes
+    every answer at least that long: the calibration times generation at a fixed length)."""
     from transformers import GenerationConfig
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+        max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False, use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=_stop_tokens(model, tokenizer),
     )

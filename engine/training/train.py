@@ -14,6 +14,7 @@ resume` continues it), 2 a user error (one line), 1 an internal error (traceback
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import gc
 import json
@@ -116,9 +117,10 @@ def _data(config: RunConfig, task) -> tuple[Splits, tuple[str, ...]]:
 
 
 def start(config: RunConfig, *, run_id: str | None = None, events_stdout: bool = False,
-          human: bool = True) -> Outcome:
-    """Check everything a user can get wrong, create the run, and run it."""
-    return _launch(_create, config, run_id, events_stdout=events_stdout, human=human)
+          human: bool = True, memory_limit: int | None = None) -> Outcome:
+    """Check everything a user can get wrong (a run that will not fit in memory too), create the
+    run, and run it."""
+    return _launch(_create, config, run_id, memory_limit, events_stdout=events_stdout, human=human)
 
 
 def resume(run_id: str, *, events_stdout: bool = False, human: bool = True) -> Outcome:
@@ -141,15 +143,11 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
     return run.execute()
 
 
-def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
+def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
+    """The run's plan (the advisor's split for the budget form, and its advice), creating nothing."""
+    from engine.training.forecast import use_threads
     from engine.training.models import four_bit_problem, resolve_model
 
-    store = RunStore()
-    store.mark_dead_runs()
-    run_id = check_run_id(run_id) if run_id else new_run_id()
-    folder = run_dir(run_id)
-    if folder.exists():
-        raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
     task = _task(config)
     advice = None
     # a bad size fails here, before `tiny` or `demo` is built into the model cache
@@ -161,19 +159,53 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
         config, advice = _advise(config, spec.params_b)
         splits, warnings = _data(config, task)
         data = splits, (*advice["warnings"], *warnings)
-    plan = Plan(config, spec, task, *data)
+    config = dataclasses.replace(config, threads=use_threads(config))  # recorded with the run
+    return Plan(config, spec, task, *data), advice
+
+
+def checked_forecast(plan: Plan, memory_limit: int | None):
+    """The run's forecast when this machine has a calibration for it (`engine forecast` or the app
+    made one; a run does not calibrate itself), refusing a run that will not fit."""
+    from engine.training import forecast
+
+    result = forecast.forecast(plan, run_if_missing=False)
+    if result is not None:
+        forecast.refuse_if_too_big(result, memory_limit)
+    return result
+
+
+def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, events_stdout: bool, human: bool,
+            logs: LibraryLogs) -> "LiveRun":
+    from engine.training import meter
+
+    store = RunStore()
+    store.mark_dead_runs()
+    run_id = check_run_id(run_id) if run_id else new_run_id()
+    folder = run_dir(run_id)
+    if folder.exists():
+        raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
+    plan, advice = build_plan(config)
+    config, spec = plan.config, plan.spec
+    forecast = checked_forecast(plan, memory_limit)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
     folder.mkdir(parents=True)
     checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    figures = forecast.as_dict() if forecast else None
+    for stage, figure in (figures or {}).get("stages", {}).items():  # what the measured stages are held to
+        store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
+        store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
     run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
-                    params_b=spec.params_b, advice=advice)
+                    params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
+                    forecast=figures)
     if advice is not None:
         low, high = advice["interval"]
         run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
                        f"{advice['n_pft']} pairs, predicted score {advice['predicted_score']:.3f} "
                        f"(80% interval {low:.3f}–{high:.3f})")
+    if forecast is None:
+        run.report.say("no forecast: this machine has no calibration for this plan yet (`engine forecast` makes one)")
     return run
 
 
@@ -190,6 +222,7 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     store.set_status(run_id, "running")
     store.heartbeat(run_id, pid=os.getpid())
     run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
+    run.measured = False  # a resumed stage's time is not the stage's time
     stage, step = run.position()
     if plan.stages:  # a baseline run has only its evaluation to redo
         run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
@@ -211,7 +244,7 @@ def saved_plan(folder: Path) -> Plan:
     return Plan(config, resolve_model(config.model), task, *_data(config, task))
 
 
-def _settle_imports() -> None:
+def settle_imports() -> None:
     """Import the training stack up front and freeze its half a million objects out of the
     garbage collector's view (`gc.freeze`): the full collection that frees one model copy
     before the next is loaded then scans only the run's own objects (0.2 s → 0 s each)."""
@@ -287,6 +320,7 @@ class LiveRun:
             self.events = distributed.SilentEvents()
         self.stop = StopSignal()
         self.stop.install()
+        self.measured = True
 
     # --- where a run stands ---------------------------------------------------------------
     def stage_path(self, stage: str, name: str) -> Path:
@@ -335,7 +369,7 @@ class LiveRun:
 
     def _run_stages(self) -> dict:
         config = self.config
-        _settle_imports()
+        settle_imports()
         if config.threads:
             import torch
 
@@ -347,17 +381,31 @@ class LiveRun:
         models = BaseModels(self.plan, self.warn)
         self.report.say(f"run {self.run_id}: {config.model}, {config.n_sft} SFT examples, {config.n_pft} pairs")
         if self.main and "base" not in evals:
-            evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
+            with self._measured("base_eval"):
+                evals["base"] = self._evaluate("base", models.for_eval(), models.tokenizer)
         for stage in self.plan.stages:
             policy = None
             if not self.stage_path(stage, "adapter").exists():
-                policy = self._train(stage, models)
+                with self._measured(stage):
+                    policy = self._train(stage, models)
             if self.main and stage not in evals:
                 if policy is None:
                     policy = self._load_trained(stage, models)
-                evals[stage] = self._evaluate(stage, policy, models.tokenizer)
+                with self._measured(f"{stage}_eval"):
+                    evals[stage] = self._evaluate(stage, policy, models.tokenizer)
             del policy  # freed by the next `fresh()` load, before the next copy exists
         return self._results(evals)
+
+    @contextlib.contextmanager
+    def _measured(self, stage: str):
+        """Records the stage's wall seconds and peak memory in the store (what forecasts learn from)."""
+        from engine.training import meter
+
+        with meter.measure() as used:
+            yield
+        if self.measured and self.main:
+            self.store.add_metric(self.run_id, stage, "stage_seconds", used.seconds)
+            self.store.add_metric(self.run_id, stage, "peak_memory_bytes", used.peak_memory_bytes)
 
     def _train(self, stage: str, models: BaseModels):
         """One stage: build its trainer, continue from its last complete checkpoint, save the adapter."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import traceback
@@ -54,8 +55,7 @@ def _rank_run(run_id: str, *, events_stdout: bool, human: bool) -> RankRun:
     from engine.training.report import LibraryLogs, Report
 
     folder = run_dir(check_run_id(run_id))
-    plan = saved_plan(folder)
-    plan.warnings = []  # the launcher has said them, once
+    plan = dataclasses.replace(saved_plan(folder), warnings=())  # the launcher has said them, once
     asked, got = plan.config.nproc, distributed.world_size()
     if asked > 1 and got != asked:
         raise UserError(f"asked for {asked} processes but the launcher started a world of {got} "

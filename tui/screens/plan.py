@@ -14,11 +14,13 @@ from textual.widgets import ContentSwitcher, Footer, Header, Input
 
 from tui.advice import Advice, IsoGrid, Planner
 from tui.components.budget_plot import BudgetLinePlot
+from tui.components.forecast_panel import ForecastPanel
 from tui.components.inputs_form import InputsForm
 from tui.components.iso_plot import IsoScorePlot
 from tui.components.pilot_panel import PilotPanel
 from tui.components.recommendation_table import RecommendationView
 from tui.inputs import PlanInputs
+from tui.launch import engine_prefix
 from tui.messages import (AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged,
                           LaunchRequested)
 from tui.pilots import BaseScoreMeasured
@@ -58,6 +60,7 @@ class PlanScreen(Screen):
             yield InputsForm(self.initial, id="form")
             with Vertical(id="advice-pane"):
                 yield RecommendationView("fitting the advisor on past runs…", id="recommendation")
+                yield ForecastPanel(id="forecast")
                 yield PilotPanel(id="pilot-panel")
                 with ContentSwitcher(id="plots", initial="budget-plot"):
                     yield BudgetLinePlot(id="budget-plot")
@@ -128,6 +131,8 @@ class PlanScreen(Screen):
         self.refusal = ""
         self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
         self.advice = advice
+        self.query_one(ForecastPanel).forecast(self.app.engine_cmd or engine_prefix(), advice.inputs.task,
+                                               advice.inputs.model, *advice.split, advice.inputs.gpu_hour_price)
         self.query_one(PilotPanel).show_for(advice.inputs)
         if self.grid is not None and self.grid[0] == advice.inputs:
             self.query_one(IsoScorePlot).show(advice, self.grid[1])
@@ -161,7 +166,11 @@ class PlanScreen(Screen):
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
-        self.post_message(LaunchRequested(self.advice))
+        panel = self.query_one(ForecastPanel)
+        if panel.request and panel.request[2:4] == self.advice.split:
+            self.post_message(LaunchRequested(self.advice, panel.figures, panel.problem))
+        else:
+            self.post_message(LaunchRequested(self.advice))
 
     # --- the next experiment (tui.components.pilot_panel) -------------------------------------
     def action_measure_base_score(self) -> None:

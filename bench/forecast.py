@@ -1,0 +1,117 @@
+"""Forecast against measurement: for each plan, `engine forecast --json` (calibrating this
+machine, timed), then the real `engine run`, then measured ÷ forecast wall time and peak memory
+per stage from the run store. `--default-plan` instead forecasts the app's default plan (demo
+model, budget 1000, SFT 1, pairs 0.5) on 1 thread and on all cores, without running it.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py            # tiny and demo plans
+    .venv/bin/python bench/forecast.py --default-plan
+
+Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only) whose
+models/ folder is shared between plans, so the demo model is converted once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--epochs", "1", "--eval-size", "16", "--eval-max-new-tokens", "32"]
+PLANS = {
+    "tiny-a": ["--model", "tiny", "--n-sft", "32", "--n-pft", "32"],
+    "tiny-b": ["--model", "tiny", "--n-sft", "96", "--n-pft", "0", "--batch-size", "8"],
+    "tiny-c": ["--model", "tiny", "--n-sft", "16", "--n-pft", "64", "--max-length", "256"],
+    "demo-a": ["--model", "demo", "--n-sft", "16", "--n-pft", "8", "--max-length", "256", *SMALL],
+    "demo-b": ["--model", "demo", "--n-sft", "24", "--n-pft", "16", "--max-length", "384", "--batch-size", "2", *SMALL],
+}
+MODELS = Path(tempfile.gettempdir()) / "budgettui-bench-models"
+DEFAULT_PLAN = ["--model", "demo", "--budget", "1000", "--sft-cost", "1", "--pft-cost", "0.5"]
+
+
+def engine(home: Path, *args: str, threads: str | None = "1") -> tuple[float, subprocess.CompletedProcess]:
+    MODELS.mkdir(exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(MODELS)
+    env = {**os.environ, "BUDGETTUI_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = threads
+    else:
+        env.pop("OMP_NUM_THREADS", None)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise SystemExit(f"engine {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return time.perf_counter() - started, done
+
+
+def calibration_seconds(home: Path) -> float:
+    return sum(json.loads(p.read_text())["calibration_seconds"] for p in (home / "calibration").glob("*.json"))
+
+
+def measured(home: Path) -> dict[str, dict[str, float]]:
+    db = sqlite3.connect(home / "runs.sqlite")
+    rows = db.execute("SELECT stage, name, value FROM metrics WHERE name IN ('stage_seconds', 'peak_memory_bytes')")
+    out: dict[str, dict[str, float]] = {}
+    for stage, name, value in rows:
+        out.setdefault(stage, {})[name] = value
+    return out
+
+
+def bench_plan(name: str, args: list[str]) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{name}-") as tmp:
+        home = Path(tmp)
+        task = ["--task", "gsm8k_math", *args]
+        _, done = engine(home, "forecast", *task, "--json")
+        forecast = json.loads(done.stdout)
+        calibration = calibration_seconds(home)
+        run_wall, _ = engine(home, "run", *task, "--json")
+        actual = measured(home)
+    print(f"\n{name}: {' '.join(args)}  ({forecast['device']}, {forecast['threads']} thread(s))")
+    print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s wall time")
+    print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
+          f"{'measured MiB':>12} {'ratio':>6}")
+    for stage, figure in forecast["stages"].items():
+        seconds, memory = actual[stage]["stage_seconds"], actual[stage]["peak_memory_bytes"]
+        print(f"  {stage:<10} {figure['seconds']:>10.1f} {seconds:>10.1f} {seconds / figure['seconds']:>6.2f}  "
+              f"{figure['peak_memory_bytes'] / 2**20:>12.0f} {memory / 2**20:>12.0f} "
+              f"{memory / figure['peak_memory_bytes']:>6.2f}")
+    total = sum(actual[stage]["stage_seconds"] for stage in forecast["stages"])
+    ratio = total / forecast["total_seconds"]
+    print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {ratio:>6.2f}")
+
+
+def default_plan(thread_counts: list[str | None]) -> None:
+    for threads in thread_counts:
+        with tempfile.TemporaryDirectory(prefix="bench-forecast-default-") as tmp:
+            wall, done = engine(Path(tmp), "forecast", "--task", "gsm8k_math", *DEFAULT_PLAN, "--json", threads=threads)
+            forecast = json.loads(done.stdout)
+            calibration = calibration_seconds(Path(tmp))
+        print(f"default plan, OMP_NUM_THREADS={threads or '(unset)'}: {forecast['threads']} thread(s), forecast "
+              f"{forecast['total_seconds'] / 60:.1f} min "
+              + ", ".join(f"{s} {f['seconds'] / 60:.1f} min" for s, f in forecast["stages"].items())
+              + f"; calibration {calibration:.1f} s (forecast command {wall:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
+    parser.add_argument("--default-plan", action="store_true")
+    parser.add_argument("--threads", default="1,", help="comma-separated OMP_NUM_THREADS for --default-plan "
+                                                       "('' = unset: every core)")
+    args = parser.parse_args()
+    if args.default_plan:
+        default_plan([value or None for value in args.threads.split(",")])
+        return
+    for name in args.plans.split(","):
+        bench_plan(name, PLANS[name])
+
+
+if __name__ == "__main__":
+    main()

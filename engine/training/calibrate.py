@@ -1,0 +1,241 @@
+"""A short calibration of this machine: the run's own model, loaded and trained the way the run
+does it, for a few timed steps of each stage at the run's shapes.
+
+It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
+DPO on the SFT adapter, evaluate that — with the real TRL trainers built on all the run's
+examples (so their tokenisation is the run's) but trained for a few steps on the longest
+examples plus a seeded sample of the rest, one micro-batch per step. Each stage measures what
+its forecast needs: model-load seconds, trainer set-up seconds, seconds per padded token of a
+training step, the seconds of one generation batch for one and for several new tokens, and its
+peak memory. Everything is written to a temporary folder that is removed afterwards.
+
+Results are cached as JSON in the home folder, keyed by machine, model, quantisation and the
+shapes that matter; a cached calibration is reused as is."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from engine.record import home
+from engine.record.compute import FORECAST_STAGES
+from engine.record.config import RunConfig
+from engine.training import meter
+
+CALIBRATION_VERSION = 2
+CALIBRATION_STEPS = 2  # the first is the warm-up (its extra cost counts as stage set-up), the second is timed
+DECODE_TOKENS = 8  # new tokens of the longer timed generation; the shorter makes one
+
+
+def cache_dir() -> Path:
+    return home.home_dir() / "calibration"
+
+
+def machine() -> str:
+    """This machine as the cache knows it: host, CPU model, device and torch threads."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()} · {cpu} · {meter.device()} · {meter.threads()} threads"
+
+
+def cache_key(config: RunConfig, model_path: str, shapes: dict) -> dict:
+    """What a calibration depends on: machine, model, quantisation, LoRA, batch and lengths."""
+    return {"version": CALIBRATION_VERSION, "machine": machine(), "model": model_path, "quant": config.quant,
+            "lora": [config.lora_r, sorted(config.lora_targets)], "batch_size": config.batch_size,
+            "eval_batch_size": config.eval_batch_size, "shapes": shapes}
+
+
+def _path(key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return cache_dir() / f"{digest}.json"
+
+
+def cached(key: dict) -> dict | None:
+    """A stored calibration for exactly this key, or None (also for an unreadable file)."""
+    try:
+        data = json.loads(_path(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("key") == key else None
+
+
+def _store(key: dict, stages: dict, seconds: float) -> dict:
+    from engine.training.checkpoints import write_json_atomic
+
+    data = {"key": key, "stages": stages, "calibration_seconds": seconds, "created": time.time()}
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    write_json_atomic(_path(key), data)
+    return data
+
+
+def calibrate(plan, key: dict) -> dict:
+    """Run the calibration for `plan` (a `engine.training.train.Plan`) and cache it under `key`."""
+    from engine.training.train import settle_imports
+
+    settle_imports()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="budgettui-calibration-") as tmp:
+        stages = _Walk(plan, Path(tmp)).run()
+    return _store(key, stages, time.perf_counter() - start)
+
+
+class _StepTimer:
+    """Seconds of each optimizer step, and the padded tokens its gradient forwards saw."""
+
+    def __init__(self, model):
+        import torch
+        from transformers import TrainerCallback
+
+        self.seconds: list[float] = []
+        self.tokens: list[int] = [0]
+        timer = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                timer.tokens.append(0)
+                timer._began = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                timer.seconds.append(time.perf_counter() - timer._began)
+
+        def count(module, inputs):
+            if torch.is_grad_enabled() and inputs and hasattr(inputs[0], "shape"):
+                timer.tokens[-1] += int(inputs[0].numel())
+
+        self.callback = Callback()
+        self.hook = model.get_input_embeddings().register_forward_pre_hook(count)
+
+
+class _Walk:
+    """The run's stages in order, each briefly, measured."""
+
+    def __init__(self, plan, folder: Path):
+        from engine.training.train import BaseModels
+
+        self.plan, self.config, self.folder = plan, plan.config, folder
+        self.models = BaseModels(plan, _NoEvents())
+
+    def run(self) -> dict:
+        stages = {}
+        with meter.measure() as used:
+            started = time.perf_counter()
+            model = self.models.for_eval()
+            load = time.perf_counter() - started
+            stages["base_eval"] = self._generation(model) | {"load_seconds": load}
+        stages["base_eval"]["peak_memory_bytes"] = used.peak_memory_bytes
+        for stage in self.plan.stages:
+            with meter.measure() as used:
+                figures, policy = self._train(stage)
+            stages[stage] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
+            with meter.measure() as used:
+                figures = self._generation(policy)
+            stages[f"{stage}_eval"] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
+            del policy
+        assert set(stages) <= set(FORECAST_STAGES)
+        return stages
+
+    def _train(self, stage: str):
+        from transformers import set_seed
+
+        from engine.training import stages
+
+        config = dataclasses.replace(self.config, grad_accum=1, max_steps=CALIBRATION_STEPS,
+                                     checkpoint_every=10**9)
+        examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
+        started = time.perf_counter()
+        base = self.models.fresh()
+        load = time.perf_counter() - started
+        loaded = meter.current_memory_bytes()
+        set_seed(config.seed)
+        started = time.perf_counter()
+        output = self.folder / stage
+        if stage == "sft":
+            trainer = stages.sft_trainer(config, base, self.models.tokenizer, examples, output, [])
+        else:
+            model = stages.dpo_model(base, self.folder / "sft-adapter") if self.config.n_sft else base
+            trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, [])
+        setup = time.perf_counter() - started
+        lengths = padded_lengths(trainer.train_dataset, stage, self.config.max_length)
+        trainer.train_dataset = trainer.train_dataset.select(_calibration_rows(lengths, config))
+        timer = _StepTimer(trainer.model)
+        trainer.add_callback(timer.callback)
+        try:
+            trainer.train()
+        finally:
+            timer.hook.remove()
+        if stage == "sft":
+            from engine.training.checkpoints import save_adapter
+
+            save_adapter(trainer.model, self.folder / "sft-adapter")
+        steps = list(zip(timer.seconds, timer.tokens[1:]))
+        timed = steps[1:] or steps
+        per_token = sum(s for s, _ in timed) / max(1, sum(t for _, t in timed))
+        warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if steps else 0.0
+        figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup,
+                   "seconds_per_token": per_token,
+                   "lengths": lengths, "rows_per_example": 2 if stage == "dpo" else 1,
+                   "calibration_steps": [[round(s, 4), t] for s, t in steps]}
+        return figures, trainer.model
+
+    def _generation(self, model) -> dict:
+        """Seconds of the first evaluation batch for 1 and DECODE_TOKENS + 1 new tokens, after a first
+        call whose extra seconds (a 4-bit model repacks its weights at its first evaluation) the
+        stage pays once."""
+        from engine.tasks.evaluate import evaluate, generate
+
+        config, plan = self.config, self.plan
+        batch = plan.splits.eval[: config.eval_batch_size]
+        if plan.task.metric.needs != "text":  # a scoring metric: one timed evaluation of one batch
+            evaluate(model, self.models.tokenizer, batch[:1], plan.task.metric, max_length=config.max_length)
+            started = time.perf_counter()
+            evaluate(model, self.models.tokenizer, batch, plan.task.metric, batch_size=config.eval_batch_size,
+                     max_length=config.max_length)
+            return {"batch_seconds": time.perf_counter() - started}
+        import torch
+
+        prompts = [example["prompt"] for example in batch]
+        timings = []
+        with torch.inference_mode():
+            for tokens in (1, 1, DECODE_TOKENS + 1):
+                started = time.perf_counter()
+                generate(model, self.models.tokenizer, prompts, batch_size=config.eval_batch_size,
+                         max_new_tokens=tokens, max_length=config.max_length, min_new_tokens=tokens)
+                timings.append(time.perf_counter() - started)
+        first, prefill, longer = timings
+        return {"prefill_seconds": prefill, "decode_seconds_per_token": max(0.0, (longer - prefill) / DECODE_TOKENS),
+                "warmup_seconds": max(0.0, first - prefill)}
+
+
+class _NoEvents:
+    def emit(self, *args, **kwargs):
+        return None
+
+
+def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:
+    """Each example's tokens as the trainer tokenised it, cut at max_length; for a pair the longer
+    of prompt+chosen and prompt+rejected (both are padded to it)."""
+    if stage == "sft":
+        return [min(len(ids), max_length) for ids in dataset["input_ids"]]
+    return [min(max_length, len(p) + max(len(c), len(r)))
+            for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+
+
+def _calibration_rows(lengths: list[int], config: RunConfig) -> list[int]:
+    """The batch_size longest examples (so the peak-memory batch is among the steps) and a seeded
+    sample of the rest, enough for CALIBRATION_STEPS micro-batches."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    longest, rest = order[: config.batch_size], order[config.batch_size:]
+    random.Random(config.seed).shuffle(rest)
+    return sorted(longest + rest[: config.batch_size * (CALIBRATION_STEPS - 1)])

@@ -1,0 +1,158 @@
+"""The forecast of a planned run on this machine: seconds and peak memory per stage, in total,
+and its device-hours and money — and the refusal of a run that will not fit.
+
+Every figure has a source, printed beside it: `calibration` (this machine's own short run of
+the model at the run's shapes, `engine.training.calibrate`), the model's config (the KV cache an
+evaluation grows as it generates) and the data's token lengths (how many padded tokens each
+stage trains on), refined by `history` — the median measured ÷ forecast of this model's
+finished runs on this machine, recorded per stage in the store. The arithmetic is in
+`engine.record.compute`, which the TUI may import; this module measures."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from engine.record import compute
+from engine.record.errors import UserError
+from engine.training import calibrate, meter
+
+SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+         "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def memory_size(text: str) -> int:
+    """'2GiB', '500MB', '123456' → bytes; an argparse type."""
+    import argparse
+
+    match = SIZE.match(text)
+    if not match or match.group(2).lower() not in UNITS or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512MB, 8GiB)")
+    return int(float(match.group(1)) * UNITS[match.group(2).lower()])
+
+
+def use_threads(config) -> int:
+    """Sets torch's CPU threads to the run's --threads (default: all the cores torch sees)."""
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return torch.get_num_threads()
+
+
+def _shapes(plan) -> dict:
+    """What fixes the run's shapes besides the model: the data selected and how it is batched."""
+    config = plan.config
+    return {key: getattr(config, key) for key in ("task", "sft_file", "pft_file", "metric", "seed", "n_sft",
+                                                  "n_pft", "eval_size", "max_length", "trust_remote_code")}
+
+
+def calibration(plan, *, run_if_missing: bool = True) -> dict | None:
+    """The cached calibration for this plan on this machine, made now when missing (or None)."""
+    key = calibrate.cache_key(plan.config, str(plan.spec.path), _shapes(plan))
+    found = calibrate.cached(key)
+    if found is None and run_if_missing:
+        found = calibrate.calibrate(plan, key)
+    return found
+
+
+def _kv_bytes_per_token(model_path) -> int:
+    """Bytes the generation cache grows by per new token and sequence, from the model's config:
+    keys and values of every layer, fp32 on the CPU and bf16 on a GPU that has it."""
+    data = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    data = data.get("text_config", data)
+    heads = data["num_attention_heads"]
+    head_dim = data.get("head_dim") or data["hidden_size"] // heads
+    width = 2 if meter.device() == "cuda" else 4
+    return 2 * data["num_hidden_layers"] * data.get("num_key_value_heads", heads) * head_dim * width
+
+
+class Forecast:
+    """A plan's forecast (`as_dict` is `engine forecast --json`) and what the refusal needs."""
+
+    def __init__(self, plan, measured: dict, history: dict[str, dict[str, float]], gpu_hour_price: float | None):
+        config = self.config = plan.config
+        self.calibration_seconds = measured["calibration_seconds"]
+        stages, self.fixed, self.longest = {}, {}, {}
+        kv = _kv_bytes_per_token(plan.spec.path)
+        n_eval_batches = math.ceil(len(plan.splits.eval) / config.eval_batch_size)
+        for stage in compute.forecast_stages(config.n_sft, config.n_pft):
+            figures = measured["stages"][stage]
+            source, memory = "calibration", figures["peak_memory_bytes"]
+            if stage.endswith("_eval"):
+                if "batch_seconds" in figures:
+                    seconds = n_eval_batches * figures["batch_seconds"]
+                else:
+                    new = max(0, config.eval_max_new_tokens - 1)
+                    seconds = n_eval_batches * (figures["prefill_seconds"] + new * figures["decode_seconds_per_token"])
+                    grown = max(0, config.eval_max_new_tokens - calibrate.DECODE_TOKENS - 1)
+                    memory += kv * config.eval_batch_size * grown
+                    source += " + model config (KV cache)"
+                seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
+            else:
+                rows = figures["rows_per_example"] * config.batch_size
+                batches = compute.training_micro_batches(
+                    figures["lengths"], batch_size=config.batch_size, grad_accum=config.grad_accum,
+                    epochs=config.epochs, max_steps=config.max_steps, seed=config.seed)
+                seconds = (figures["load_seconds"] + figures["setup_seconds"]
+                           + figures["seconds_per_token"] * rows * sum(batches))
+                self.longest[stage] = max(figures["lengths"])
+                self.fixed[stage] = figures["loaded_memory_bytes"]
+                source += " + data token lengths"
+            factors = history.get(stage, {})
+            if factors:
+                seconds *= factors.get("seconds", 1.0)
+                memory *= factors.get("memory", 1.0)
+                source += f" × history ({factors['runs']} finished run{'s' * (factors['runs'] != 1)})"
+            stages[stage] = compute.stage_figure(seconds, memory, source)
+        self.figures = compute.forecast_totals(meter.device(), meter.threads(), stages, gpu_hour_price)
+
+    def as_dict(self) -> dict:
+        return self.figures
+
+    def problem(self, limit_bytes: int) -> str | None:
+        return compute.shortfall(self.figures, limit_bytes, fixed_bytes=self.fixed,
+                                 batch_size=self.config.batch_size, max_length=self.config.max_length,
+                                 longest=self.longest, quant=self.config.quant)
+
+
+def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
+    """{stage: {"seconds", "memory", "runs"}}: measured ÷ forecast medians over finished runs of
+    the model on this machine with as many threads."""
+    from engine.record import home
+    from engine.record.store import RunStore
+
+    if not home.store_path().exists():
+        return {}
+    rows = RunStore().stage_measurements(model, threads)
+    history = {}
+    for stage in compute.FORECAST_STAGES:
+        mine = [row for row in rows if row["stage"] == stage]
+        seconds = compute.history_factor([(r["stage_seconds"], r["forecast_seconds"]) for r in mine])
+        memory = compute.history_factor([(r["peak_memory_bytes"], r["forecast_peak_memory_bytes"]) for r in mine])
+        runs = sum(1 for r in mine if r["forecast_seconds"])
+        if runs:
+            history[stage] = {"seconds": seconds or 1.0, "memory": memory or 1.0, "runs": runs}
+    return history
+
+
+def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True) -> Forecast | None:
+    """The plan's forecast on this machine; None only when no calibration is cached and
+    `run_if_missing` is off."""
+    threads = use_threads(plan.config)
+    measured = calibration(plan, run_if_missing=run_if_missing)
+    if measured is None:
+        return None
+    return Forecast(plan, measured, _history(plan.config.model, threads), gpu_hour_price)
+
+
+def refuse_if_too_big(result: Forecast, memory_limit: int | None) -> None:
+    """UserError (exit 2, nothing written) when the forecast peak exceeds the limit: --memory-limit,
+    else what this machine has available now."""
+    limit = memory_limit or meter.available_memory_bytes()
+    problem = result.problem(limit) if limit else None
+    if problem:
+        raise UserError(problem)
+

@@ -1,0 +1,110 @@
+"""Wall time and peak memory of one stage of a run (or of its calibration).
+
+Peak memory is what the stage can run out of: on CUDA the most GPU memory torch allocated
+(`torch.cuda.max_memory_allocated`, reset at the stage's start — this code path has not been
+exercised on a GPU here); on the CPU the process's resident set at its highest. Linux keeps that
+high-water mark in /proc/self/status (VmHWM) and resets it when "5" is written to
+/proc/self/clear_refs, so each stage gets its own peak; where that cannot be reset the peak is
+the process's lifetime peak (`resource.getrusage`), which can only over-state a later stage."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _status_bytes(key: str) -> int | None:
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int:
+    """The process's resident set now."""
+    now = _status_bytes("VmRSS")
+    return now if now is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_memory_bytes() -> int:
+    """Memory held now, as `measure` counts it: GPU memory allocated on CUDA, else the resident set."""
+    import torch
+
+    return int(torch.cuda.memory_allocated()) if torch.cuda.is_available() else rss_bytes()
+
+
+def _reset_cpu_peak() -> None:
+    try:
+        CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
+def _cpu_peak() -> int:
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def device() -> str:
+    """"cuda" when torch sees a GPU (where runs train), else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def threads() -> int:
+    """Torch's CPU threads for this process (the run's --threads once set)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+@dataclass
+class Measured:
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+
+
+@contextmanager
+def measure():
+    """Times the block and records its peak memory into the yielded `Measured`."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        _reset_cpu_peak()
+    result = Measured()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.seconds = time.perf_counter() - start
+        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated() if cuda else _cpu_peak())
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a run may use here: free GPU memory on CUDA, else MemAvailable plus what this process
+    already holds (its own pages count towards the forecast peak)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info()[0] + torch.cuda.memory_allocated())
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 + rss_bytes()
+    except OSError:
+        pass
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else None
+    return pages * os.sysconf("SC_PAGE_SIZE") if pages else None

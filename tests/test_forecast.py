@@ -1,0 +1,151 @@
+"""`engine forecast`, `engine run --dry-run` and the refusal of a run that will not fit: the real
+engine on the tiny model, calibrating this machine in a test's own home folder."""
+
+import json
+
+import pytest
+
+from engine.record.compute import forecast_stages, shortfall, training_micro_batches
+from runner import TINY, engine, events, json_out, of_type
+
+SMALL = ["--eval-size", "8", "--eval-max-new-tokens", "8", "--epochs", "1"]
+PLAN = [*TINY, "--n-sft", "8", "--n-pft", "8", *SMALL]
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """A home whose machine is calibrated for PLAN, and the forecast that did it."""
+    home = tmp_path_factory.mktemp("forecast-home")
+    return home, json_out(engine(home, "forecast", *PLAN, "--json", "--gpu-hour-price", "2"))
+
+
+def test_the_forecast_has_every_stage_with_its_source(calibrated):
+    _, figures = calibrated
+    assert set(figures) == {"device", "threads", "stages", "total_seconds", "peak_memory_bytes", "gpu_hours", "money"}
+    assert (figures["device"], figures["threads"]) == ("cpu", 1)
+    assert list(figures["stages"]) == ["base_eval", "sft", "sft_eval", "dpo", "dpo_eval"]
+    for stage, figure in figures["stages"].items():
+        assert set(figure) == {"seconds", "peak_memory_bytes", "source"}
+        assert figure["seconds"] > 0 and figure["peak_memory_bytes"] > 50 * 2**20  # a torch process's RSS
+        assert figure["source"].startswith("calibration")
+        assert ("data token lengths" in figure["source"]) == (stage in ("sft", "dpo"))
+    assert figures["total_seconds"] == pytest.approx(sum(f["seconds"] for f in figures["stages"].values()), abs=0.01)
+    assert figures["peak_memory_bytes"] == max(f["peak_memory_bytes"] for f in figures["stages"].values())
+    assert figures["money"] == pytest.approx(2 * figures["gpu_hours"])
+    assert figures["gpu_hours"] == pytest.approx(figures["total_seconds"] / 3600)
+
+
+def test_a_second_forecast_reuses_the_cached_calibration(calibrated):
+    home, first = calibrated
+    cache = list((home / "calibration").glob("*.json"))
+    assert len(cache) == 1
+    before = cache[0].read_text()
+    again = json_out(engine(home, "forecast", *PLAN, "--json", "--gpu-hour-price", "2"))
+    assert again == first and cache[0].read_text() == before
+    assert json.loads(before)["key"]["model"].endswith("tiny")
+
+
+def test_dry_run_prints_the_forecast_and_creates_no_run(calibrated):
+    home, first = calibrated
+    done = engine(home, "run", *PLAN, "--dry-run", "--json", "--gpu-hour-price", "2")
+    assert json_out(done) == first
+    assert not (home / "runs").exists() and not (home / "runs.sqlite").exists()
+
+
+@pytest.mark.parametrize("command", ["forecast", "run"])
+def test_a_run_that_will_not_fit_is_refused_naming_the_fix(calibrated, command):
+    home, figures = calibrated
+    limit = figures["peak_memory_bytes"] // 2
+    done = engine(home, command, *PLAN, "--memory-limit", str(limit))
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "the run needs about" in lines[0] and "GiB is available" in lines[0]
+    assert "--batch-size" in lines[0] or "--max-length" in lines[0] or "does not fit" in lines[0]
+    assert not (home / "runs").exists() and _recorded_runs(home) == []
+
+
+def _recorded_runs(home) -> list:
+    from engine.record.store import RunStore
+
+    return RunStore(home / "runs.sqlite").list_runs() if (home / "runs.sqlite").exists() else []
+
+
+def test_an_sft_only_run_forecasts_no_dpo_stage(tmp_path):
+    figures = json_out(engine(tmp_path, "forecast", *TINY, "--n-sft", "8", "--n-pft", "0", *SMALL, "--json"))
+    assert list(figures["stages"]) == ["base_eval", "sft", "sft_eval"] and figures["money"] is None
+
+
+def test_a_bad_memory_limit_is_one_line():
+    done = engine(__import__("pathlib").Path("/nonexistent-home"), "forecast", *PLAN, "--memory-limit", "lots")
+    assert done.returncode == 2 and "not a memory size" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_run_records_each_stage_and_the_next_forecast_learns_from_it(calibrated):
+    from engine.record.store import RunStore
+
+    home, figures = calibrated
+    outcome = json_out(engine(home, "run", *PLAN, "--json"))
+    started = of_type(events(home, outcome["run_id"]), "run_started")[0]
+    assert (started["threads"], started["device"]) == (1, "cpu") and started["config"]["threads"] == 1
+    assert started["forecast"] == figures | {"money": None, "gpu_hours": figures["gpu_hours"]}
+    rows = RunStore(home / "runs.sqlite").metrics(outcome["run_id"])
+    for stage in figures["stages"]:
+        named = {row["name"]: row["value"] for row in rows if row["stage"] == stage}
+        assert named["stage_seconds"] > 0 and named["peak_memory_bytes"] > 50 * 2**20
+        assert named["forecast_seconds"] == figures["stages"][stage]["seconds"]
+    refined = json_out(engine(home, "forecast", *PLAN, "--json"))
+    for stage, figure in refined["stages"].items():
+        assert figure["source"].endswith("× history (1 finished run)")
+        measured = {row["name"]: row["value"] for row in rows if row["stage"] == stage}
+        assert figure["seconds"] == pytest.approx(measured["stage_seconds"], rel=0.01)
+
+
+def test_stages_follow_the_split():
+    assert forecast_stages(4, 0) == ["base_eval", "sft", "sft_eval"]
+    assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]
+
+
+def test_micro_batches_follow_the_trainers_schedule():
+    lengths = [10] * 7 + [100]
+    batches = training_micro_batches(lengths, batch_size=4, grad_accum=1, epochs=2, max_steps=None, seed=0)
+    assert len(batches) == 4 and batches.count(100) == 2  # the long example pads one batch per epoch
+    assert len(training_micro_batches(lengths, batch_size=4, grad_accum=1, epochs=1, max_steps=5, seed=0)) == 5
+    assert len(training_micro_batches(lengths, batch_size=2, grad_accum=4, epochs=1.5, max_steps=None, seed=0)) == 8
+
+
+def test_the_shortfall_names_a_batch_that_fits():
+    figures = {"peak_memory_bytes": 10 * 2**30, "stages": {"sft": {"seconds": 1, "peak_memory_bytes": 10 * 2**30,
+                                                                     "source": "calibration"}}}
+    line = shortfall(figures, 6 * 2**30, fixed_bytes={"sft": 2 * 2**30}, batch_size=8, max_length=1024,
+                     longest={"sft": 512}, quant="none")
+    assert line == ("the run needs about 10.00 GiB at its peak (SFT) but 6.00 GiB is available; use a smaller "
+                    "batch (--batch-size 4) or a shorter max length (--max-length 256) or 4-bit weights (--quant 4bit)")
+    fits = shortfall(figures, 11 * 2**30, fixed_bytes={}, batch_size=8, max_length=1024, longest={}, quant="4bit")
+    assert fits is None
+
+
+@pytest.mark.slow
+def test_advise_adds_the_recommended_runs_forecast_to_its_compute_block(tmp_path):
+    advice = json_out(engine(tmp_path, "advise", "--task", "gsm8k_math", "--model", "tiny", "--params-b", "0.0001",
+                             "--budget", "12", "--sft-cost", "1", "--pft-cost", "0.5", "--forecast", "--json"))
+    figures = advice["compute"]["forecast"]
+    assert list(figures["stages"]) == forecast_stages(advice["n_sft"], advice["n_pft"])
+    assert figures["device"] == "cpu" and figures["total_seconds"] > 0
+
+
+def test_the_store_gives_each_stages_measurement_and_forecast_of_finished_runs(tmp_path):
+    from engine.record.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    for run_id, status in (("done", "finished"), ("broke", "failed")):
+        store.create_run(run_id, task="gsm8k_math", model="tiny", params_b=None, n_sft=8, n_pft=0,
+                         config={"threads": 2}, run_dir=str(tmp_path / run_id), pid=1)
+        for name, value in (("forecast_seconds", 10.0), ("stage_seconds", 12.5), ("peak_memory_bytes", 2**30)):
+            store.add_metric(run_id, "sft", name, value)
+        store.finish_run(run_id, status=status, score=None, metric=None, results={})
+    assert store.stage_measurements("tiny", 2) == [
+        {"run_id": "done", "stage": "sft", "stage_seconds": 12.5, "peak_memory_bytes": 2**30,
+         "forecast_seconds": 10.0, "forecast_peak_memory_bytes": 0.0}]
+    assert store.stage_measurements("tiny", 1) == [] and store.stage_measurements("demo", 2) == []

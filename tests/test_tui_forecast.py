@@ -1,0 +1,59 @@
+"""The plan screen's forecast panel and the launch confirmation's forecast line, driven through
+Textual's pilot against the fake engine (which answers `forecast --json` as the engine would)."""
+
+import asyncio
+
+from fake_engine import ENGINE_CMD, FORECAST, REFUSAL, screen_text, wait_until
+from tui.app import BudgetApp
+from tui.components.forecast_panel import ForecastPanel, duration
+from tui.inputs import PlanInputs
+from tui.screens.confirm import ConfirmLaunch
+
+PLAN = PlanInputs(task="gsm8k_math", model="tiny", budget=60.0, sft_cost=1.0, pft_cost=0.5)
+SIZE = (120, 48)
+
+
+async def forecast_answered(pilot) -> ForecastPanel:
+    plan = pilot.app.plan_screen
+    await wait_until(pilot, lambda: plan.advice is not None, what="the recommendation")
+    panel = plan.query_one(ForecastPanel)
+    await wait_until(pilot, lambda: panel.figures is not None or panel.problem, what="the forecast")
+    await pilot.pause()
+    return panel
+
+
+def test_the_panel_shows_the_engines_forecast_for_the_recommended_split(home):
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = await forecast_answered(pilot)
+            assert panel.figures == FORECAST
+            assert panel.request == ("gsm8k_math", "tiny", *app.plan_screen.advice.split, None)
+            text = screen_text(app)
+            assert "Forecast on this machine" in text and "cpu, 2 threads" in text
+            for label, stage in (("base evaluation", "base_eval"), ("SFT evaluation", "sft_eval")):
+                assert label in text and duration(FORECAST["stages"][stage]["seconds"]) in text
+            assert "12 min 34 s" in text and "3.00 GiB" in text  # the total and the peak
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
+            await pilot.pause()
+            assert app.screen.launch.run_forecast == FORECAST
+            assert "12 min 34 s on cpu (2 threads), peak memory 3.00 GiB, 0.209 device-hours" in screen_text(app)
+
+    asyncio.run(main())
+
+
+def test_a_refused_forecast_says_why_on_the_panel_and_the_confirmation(home, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_FORECAST", "refuse")
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = await forecast_answered(pilot)
+            assert panel.figures is None and panel.problem == REFUSAL
+            assert "no forecast: the run needs about 3.00 GiB" in screen_text(app)
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
+            assert app.screen.launch.forecast_problem == REFUSAL
+
+    asyncio.run(main())

@@ -1,0 +1,132 @@
+"""What the recommended run will cost on this machine: seconds and peak memory per stage, the
+total, device-hours and money, each figure with its source — or why there is no forecast.
+
+The app never imports torch, so the panel asks the engine: `engine forecast … --json` as a child
+process in a thread worker (the first forecast of a plan calibrates this machine, seconds to a
+minute), whose answer reaches the UI as a message. A newer request stops the older child
+(SIGTERM: it removes its calibration folder and exits)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.message import Message
+from textual.widgets import Static
+
+from engine.record.compute import STAGE_LABELS, gib
+
+
+@dataclass
+class ForecastReady(Message):
+    request: tuple
+    figures: dict
+
+
+@dataclass
+class ForecastFailed(Message):
+    request: tuple
+    reason: str
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def forecast_table(figures: dict) -> Table:
+    table = Table(title=f"{figures['device']}, {figures['threads']} threads", title_justify="left", box=None,
+                  pad_edge=False, title_style="dim")
+    for column in ("stage", "time", "peak memory", "source"):
+        table.add_column(column, justify="right" if column in ("time", "peak memory") else "left",
+                         style="dim" if column == "source" else None)
+    for stage, figure in figures["stages"].items():
+        table.add_row(STAGE_LABELS[stage], duration(figure["seconds"]), gib(figure["peak_memory_bytes"]),
+                      figure["source"])
+    table.add_row(Text("total", style="bold"), duration(figures["total_seconds"]), gib(figures["peak_memory_bytes"]),
+                  "")
+    return table
+
+
+def summary_line(figures: dict) -> str:
+    """One line for the launch confirmation."""
+    money = "" if figures.get("money") is None else f", {figures['money']:,.2f} of compute"
+    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({figures['threads']} threads), "
+            f"peak memory {gib(figures['peak_memory_bytes'])}, {figures['gpu_hours']:.3f} device-hours{money}")
+
+
+class ForecastPanel(Static):
+    """Shows the forecast for the last requested (task, model, n_sft, n_pft, hour price)."""
+
+    BORDER_TITLE = "Forecast on this machine"
+    DEFAULT_CSS = """
+    ForecastPanel {
+        border: round $foreground 25%;
+        border-title-color: $text-muted;
+        border-title-style: bold;
+        background: $background;
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(Text("forecast: waiting for the recommendation…", style="dim"), **kwargs)
+        self.request: tuple | None = None
+        self.figures: dict | None = None
+        self.problem = ""
+        self._child: subprocess.Popen | None = None
+
+    def forecast(self, prefix: list[str], task: str, model: str, n_sft: int, n_pft: int,
+                 gpu_hour_price: float | None) -> None:
+        request = (task, model, n_sft, n_pft, gpu_hour_price)
+        if request == self.request:
+            return
+        self.request, self.figures, self.problem = request, None, ""
+        self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine "
+                         "(the first time calibrates it)…", style="dim"))
+        argv = [*prefix, "forecast", "--task", task, "--model", model, "--n-sft", str(n_sft), "--n-pft", str(n_pft),
+                "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else [])]
+        self._ask(request, argv)
+
+    @work(thread=True, group="forecast")
+    def _ask(self, request: tuple, argv: list[str]) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()  # an older question nobody is waiting for
+        try:
+            child = self._child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                   stdin=subprocess.DEVNULL)
+            out, err = child.communicate()
+        except OSError as exc:
+            self.post_message(ForecastFailed(request, f"{argv[0]}: {exc.strerror or exc}"))
+            return
+        if child.returncode == 0:
+            try:
+                self.post_message(ForecastReady(request, json.loads(out)))
+                return
+            except ValueError:
+                err = "the engine printed no forecast"
+        lines = [line for line in err.splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("engine: error: ") if lines else f"the engine exited {child.returncode}"
+        self.post_message(ForecastFailed(request, reason))
+
+    @on(ForecastReady)
+    def _ready(self, message: ForecastReady) -> None:
+        if message.request == self.request:
+            self.figures = message.figures
+            self.update(forecast_table(message.figures))
+
+    @on(ForecastFailed)
+    def _failed(self, message: ForecastFailed) -> None:
+        if message.request == self.request:
+            self.problem = message.reason
+            self.update(Text(f"no forecast: {message.reason}", style="yellow"))
+
+    def on_unmount(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()
