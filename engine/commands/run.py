@@ -18,8 +18,25 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _float(text: str) -> float:
-    return float(text)
+def _number(kind: type):
+    """An argparse type that reads a number the project's one way (`advisor.validate`); a bad
+    one reads "argument --lr: must be a number, got 'abc'", not argparse's "invalid _float value"."""
+
+    def convert(text: str):
+        from advisor.validate import BadNumber, finite
+
+        try:
+            value = finite("value", text)
+        except BadNumber as exc:
+            raise argparse.ArgumentTypeError(f"{exc.reason}, got {text!r}") from None
+        if kind is int:
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}")
+            return int(value)
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if kind is bool:
             settings.add_argument(flag(name), action="store_const", const=True, **options)
         else:
-            converter = {tuple: _list, float: _float}.get(kind, kind)
+            converter = {tuple: _list, float: _number(float), int: _number(int)}.get(kind, kind)
             choices = spec.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
             settings.add_argument(flag(name), type=converter, choices=choices, metavar=metavar, **options)
