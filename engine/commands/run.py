@@ -73,8 +73,10 @@ def print_outcome(outcome, args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from engine.record import output
+
     if args.json:
-        print(json.dumps(outcome.to_dict()))
+        output.say(json.dumps(outcome.to_dict()))  # a closed or full stdout never fails a finished run
     if outcome.error:
         hint = f" (traceback in {outcome.folder / 'engine.log'})" if outcome.exit_code == 1 else ""
         print(f"engine: error: run {outcome.run_id} failed: {outcome.error}{hint}", file=sys.stderr)

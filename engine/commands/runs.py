@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from engine.record import output
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="list past runs or show one")
@@ -20,11 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store():
+    """The store, read-only: listing never creates one, and still works on a full disk."""
+    import contextlib
+
+    from engine.record.errors import UserError
     from engine.record.store import RunStore
 
-    store = RunStore()
-    store.mark_dead_runs()
+    store = RunStore(create=False)
+    if store.path.exists():
+        with contextlib.suppress(UserError):  # a full disk or read-only home: list what is recorded
+            store.mark_dead_runs()
     return store
+
+
+def _report_damage(store) -> None:
+    """One line on stderr per row a reader had to skip."""
+    import sys
+
+    for line in store.damaged:
+        print(f"engine: warning: skipped {line}", file=sys.stderr)
 
 
 def _when(stamp: float | None) -> str:
@@ -36,9 +52,11 @@ def _score(value: float | None) -> str:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    runs = _store().list_runs()
+    store = _store()
+    runs = store.list_runs()
+    _report_damage(store)
     if args.json:
-        print(json.dumps(runs, indent=2))
+        output.say(json.dumps(runs, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -49,7 +67,7 @@ def list_runs(args: argparse.Namespace) -> int:
     for run in runs:
         table.add_row(run["run_id"], run["status"], run["task"], run["model"], str(run["n_sft"]),
                       str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", _when(run["created_at"]))
-    Console().print(table)
+    Console(file=output.stdout()).print(table)
     return 0
 
 
@@ -60,12 +78,12 @@ def show_run(args: argparse.Namespace) -> int:
     run = store.get_run(check_run_id(args.run_id))
     run["metrics"] = store.metrics(args.run_id)
     if args.json:
-        print(json.dumps(run, indent=2))
+        output.say(json.dumps(run, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(file=output.stdout())
     summary = Table(show_header=False, title=f"run {run['run_id']}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column()

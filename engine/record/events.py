@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from advisor.safe_files import loads
+from engine.record.output import SafeOut
+
 SCHEMA_VERSION = 1
 NUMBER = (int, float)
 
@@ -100,7 +103,7 @@ class EventWriter:
     def __init__(self, path: Path, run_id: str, stdout: IO[str] | None = None):
         self.path = Path(path)
         self.run_id = run_id
-        self.stdout = stdout
+        self.stdout = None if stdout is None else stdout if isinstance(stdout, SafeOut) else SafeOut(stdout)
         self._lock = threading.Lock()
         self._file = open(self.path, "a", encoding="utf-8")
         if self._file.tell() > 0 and not self._ends_with_newline():
@@ -118,12 +121,9 @@ class EventWriter:
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
-            if self.stdout is not None:
-                try:
-                    self.stdout.write(line + "\n")
-                    self.stdout.flush()
-                except OSError:  # the reader left (the TUI quit, or `| head`): the events file goes on
-                    self.stdout = None
+            if self.stdout is not None:  # a SafeOut: the reader may leave (`| head`), the events file goes on
+                self.stdout.write(line + "\n")
+                self.stdout.flush()
         return event
 
     def close(self) -> None:
@@ -139,8 +139,8 @@ class EventWriter:
 def parse_line(line: str | bytes) -> dict | None:
     """One event from one line, or None for a blank, torn or non-object line."""
     try:
-        event = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+        event = loads(line)  # guarded: a hostile line (nested 100,000 deep) is skipped like a torn one
+    except ValueError:  # also UnicodeDecodeError and the guards' BadFile
         return None
     return event if isinstance(event, dict) else None
 

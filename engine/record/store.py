@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from advisor.safe_files import loads
 from engine.record import home
 from engine.record.errors import UserError
 
@@ -67,18 +68,48 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def _row(row: sqlite3.Row) -> dict:
+class DamagedRow(UserError):
+    """A row of the store that cannot be read as a run; the message names the store and the run."""
+
+
+NEEDED_COLUMNS = ("run_id", "task", "model", "n_sft", "n_pft", "status", "config", "run_dir", "created_at")
+NUMBER_COLUMNS = ("params_b", "n_sft", "n_pft", "pid", "created_at", "heartbeat_at", "finished_at", "score")
+
+
+def _row(row: sqlite3.Row, store: Path) -> dict:
+    """One run from its row — the one decoder every reader goes through. A damaged row (JSON
+    that does not parse, text in a number column, a foreign table) is a `DamagedRow`."""
     record = dict(row)
+    where = f"run store {store}, run {record.get('run_id')!r}"
+    missing = [column for column in NEEDED_COLUMNS if column not in record]
+    if missing:
+        raise DamagedRow(f"run store {store}: not a budgettui runs table (no column {', '.join(missing)})")
+    for key in NUMBER_COLUMNS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DamagedRow(f"{where}: {key} holds {value!r}, not a number")
+    for key in ("run_id", "task", "model", "status", "run_dir"):
+        if not isinstance(record[key], str):
+            raise DamagedRow(f"{where}: {key} holds {record[key]!r}, not text")
     for key in ("config", "results"):
-        record[key] = json.loads(record[key]) if record.get(key) else None
+        text = record.get(key)
+        try:
+            record[key] = loads(text) if text else None
+        except (ValueError, TypeError):
+            raise DamagedRow(f"{where}: {key} is not readable JSON") from None
+        if record[key] is not None and not isinstance(record[key], dict):
+            raise DamagedRow(f"{where}: {key} is not a JSON object")
     return record
 
 
 class RunStore:
     """Runs (config, status, times, results) and their metrics, in `home/runs.sqlite`."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, create: bool = True):
         self.path = Path(path) if path is not None else home.store_path()
+        self.damaged: list[str] = []  # one line per row the last read skipped
+        if not create:  # a reader: never creates the store, and opens it read-only (a full disk can still list)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -99,6 +130,33 @@ class RunStore:
             yield db
         finally:
             db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection (None when there is no store yet: reading never creates one);
+        any SQLite error is one line naming the store."""
+        if not self.path.exists():
+            yield None
+            return
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                db.row_factory = sqlite3.Row
+                yield db
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise UserError(f"cannot read the run store {self.path}: {exc}") from None
+
+    def _decoded(self, rows) -> list[dict]:
+        """Rows as runs; damaged ones are skipped and named in `self.damaged`."""
+        runs, self.damaged = [], []
+        for row in rows:
+            try:
+                runs.append(_row(row, self.path))
+            except DamagedRow as exc:
+                self.damaged.append(str(exc))
+        return runs
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -184,16 +242,19 @@ class RunStore:
         return row
 
     def get_run(self, run_id: str) -> dict:
-        with self._connect() as db:
-            return _row(self._require(db, run_id))
+        with self._read() as db:
+            if db is None:
+                raise UserError(f"no run with id {run_id!r} (see `engine runs list`)")
+            return _row(self._require(db, run_id), self.path)
 
     def list_runs(self) -> list[dict]:
-        with self._connect() as db:
-            return [_row(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id")]
+        """Every readable run, newest first; damaged rows are skipped and named in `damaged`."""
+        with self._read() as db:
+            return [] if db is None else self._decoded(db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id"))
 
     def metrics(self, run_id: str) -> list[dict]:
-        with self._connect() as db:
-            return [dict(r) for r in db.execute(
+        with self._read() as db:
+            return [] if db is None else [dict(r) for r in db.execute(
                 "SELECT stage, name, value, time FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
 
     def past_runs(self) -> list:
@@ -202,29 +263,32 @@ class RunStore:
         from advisor.errors import AdvisorError
         from advisor.records import Run
 
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs WHERE status = 'finished' AND score BETWEEN 0 AND 1"
-                              " ORDER BY created_at").fetchall()
+        with self._read() as db:
+            rows = [] if db is None else self._decoded(db.execute(
+                "SELECT * FROM runs WHERE status = 'finished' AND score BETWEEN 0 AND 1 ORDER BY created_at"))
         runs = []
         for r in rows:
             try:
                 runs.append(Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
                                 n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "",
                                 source=f"store:{r['run_id']}"))
-            except AdvisorError as exc:
-                raise UserError(f"run store {self.path}, run {r['run_id']}: {exc}") from None
+            except AdvisorError as exc:  # damaged: skipped like any other unreadable row
+                self.damaged.append(f"run store {self.path}, run {r['run_id']!r}: {exc}")
         return runs
 
     def _stage_seconds(self, model: str) -> dict[str, dict[str, float]]:
         """{stage: {run_id: seconds per example}} over finished runs of `model` (any spelling of it)."""
         from advisor.records import model_key
 
-        with self._connect() as db:
-            rows = db.execute("SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
-                              " WHERE r.status = 'finished' AND m.name = 'seconds_per_example' AND m.value > 0"
-                              " ORDER BY m.id").fetchall()
+        with self._read() as db:
+            rows = [] if db is None else db.execute(
+                "SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
+                " WHERE r.status = 'finished' AND m.name = 'seconds_per_example' AND m.value > 0"
+                " ORDER BY m.id").fetchall()
         timings: dict[str, dict[str, float]] = {}
         for row in rows:
+            if not isinstance(row["value"], float) or not isinstance(row["model"], str):
+                continue  # a damaged metric row
             if model_key(row["model"]) == model_key(model):
                 timings.setdefault(row["stage"], {})[row["run_id"]] = row["value"]  # a run's latest timing
         return timings

@@ -8,12 +8,10 @@ KeyboardInterrupt at once. A second signal always raises at once.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import Iterator
 
 from engine.record.store import RunStore
 
@@ -81,31 +79,3 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-class PipeOut:
-    """stdout for `--events-stdout` that outlives its reader: the TUI may quit while the run goes
-    on, and a run must not die of a broken pipe. On the first failed write, stdout is pointed
-    at /dev/null (so the interpreter's final flush cannot fail either) and later events only go
-    to the events file."""
-
-    def __init__(self, stream: IO[str] | None = None):
-        self.stream = stream or sys.stdout
-        self.detached = False
-
-    def write(self, text: str) -> None:
-        self._guard(self.stream.write, text)
-
-    def flush(self) -> None:
-        self._guard(self.stream.flush)
-
-    def _guard(self, action, *args) -> None:
-        if self.detached:
-            return
-        try:
-            action(*args)
-        except (BrokenPipeError, ConnectionResetError):
-            self.detached = True
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)

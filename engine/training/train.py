@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.training import checkpoints
-from engine.record import compute
+from engine.record import compute, output
 from engine.training.callbacks import StageEvents, StopWhenAsked
 from engine.record.config import RunConfig, from_dict, with_split
 from engine.record.errors import UserError, first_line
 from engine.record.events import EventWriter, read_events
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
-from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
+from engine.training.lifecycle import Heartbeat, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
 from engine.record.store import RunStore
 
@@ -140,7 +140,7 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
 
     store = RunStore()
     store.mark_dead_runs()
-    run_id = check_run_id(run_id) if run_id else new_run_id()
+    run_id = new_run_id() if run_id is None else check_run_id(run_id)  # `--run-id ''` is refused, not replaced
     folder = run_dir(run_id)
     if folder.exists():
         raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
@@ -259,7 +259,7 @@ class LiveRun:
         self.report = report
         self.logs = logs
         logs.to_file(inside(folder, LOG_FILE))
-        self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
+        self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=output.stdout() if events_stdout else None)
         self.stop = StopSignal()
         self.stop.install()
 
