@@ -213,8 +213,13 @@ def build(file: str | None, overrides: dict[str, Any]) -> RunConfig:
     values.update(given)
     checked = _checked(values)
     _check_split_form(checked)
+    for key in ("sft_file", "pft_file"):  # resolved now, so a resume from any folder reads the same files
+        if checked.get(key):
+            checked[key] = os.path.abspath(os.path.expanduser(checked[key]))
     if checked.get("threads") is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        checked["threads"] = int(os.environ["OMP_NUM_THREADS"]) or None
+        low, high = INT_BOUNDS["threads"]
+        threads = int(os.environ["OMP_NUM_THREADS"])
+        checked["threads"] = threads if low <= threads <= high else None
     return RunConfig(**checked)
 
 

@@ -22,13 +22,15 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.training import checkpoints
+from advisor.safe_files import BadFile, read_text
+from engine.training import checkpoints, fingerprint
 from engine.record import compute, output
 from engine.training.callbacks import StageEvents, StopWhenAsked
 from engine.record.config import RunConfig, from_dict, with_split
 from engine.record.errors import UserError, first_line
 from engine.record.events import EventWriter, read_events
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
+from engine.record.run_lock import RunLock
 from engine.training.lifecycle import Heartbeat, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
 from engine.record.store import RunStore
@@ -155,14 +157,29 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
         plan = _plan(config, spec, task)
         plan.warnings[:0] = advice["warnings"]
     plan.spec = spec
+    prints = fingerprint.of(config, task, spec.path)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
-    folder.mkdir(parents=True)
-    checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
-    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
-    run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
-                    params_b=spec.params_b, advice=advice)
+    with _undo_running(store, run_id, "failed"):
+        folder.mkdir(parents=True)
+        lock = RunLock(folder, run_id).acquire()
+        checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
+        checkpoints.write_json_atomic(inside(folder, fingerprint.FINGERPRINT_FILE), prints)
+        run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock)
+        run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
+                        params_b=spec.params_b, advice=advice, fingerprint=prints)
     return run
+
+
+@contextlib.contextmanager
+def _undo_running(store: RunStore, run_id: str, status: str):
+    """A run that fails before it starts never stays `running`: its row goes to `status`."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(UserError):
+            store.set_status(run_id, status, error=first_line(exc) if status == "failed" else None)
+        raise
 
 
 def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
@@ -171,25 +188,42 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
     store = RunStore()
     store.mark_dead_runs()
     record = store.get_run(check_run_id(run_id))
+    folder = run_dir(run_id)
+    if not folder.is_dir():
+        raise UserError(f"run {run_id} has no run folder ({folder}); nothing to resume")
+    lock = RunLock(folder, run_id).acquire()  # one owner: a second resume is refused here
+    record = store.get_run(run_id)  # read again now that no other process can change it
     if record["status"] == "finished":
         raise UserError(f"run {run_id} already finished; nothing to resume")
     if record["status"] == "running":
         raise UserError(f"run {run_id} is still running (pid {record['pid']})")
-    folder = run_dir(run_id)
     config_path = inside(folder, CONFIG_FILE)
     try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        saved = json.loads(read_text(config_path, "config file"))
+    except (BadFile, ValueError) as exc:
         raise UserError(f"cannot read {config_path}: {exc}") from None
     config = from_dict(saved, str(config_path))
-    plan = _plan(config, resolve_model(config.model), _task(config))
+    task = _task(config)
+    plan = _plan(config, resolve_model(config.model), task)
+    fingerprint.check(_saved_fingerprint(folder), fingerprint.of(config, task, plan.spec.path), run_id)
     store.set_status(run_id, "running")
-    store.heartbeat(run_id, pid=os.getpid())
-    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
-    stage, step = run.position()
-    run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
-    run.report.say(f"resuming run {run_id} in {stage} at step {step}")
+    with _undo_running(store, run_id, record["status"]):  # a resume that fails to start changes nothing
+        store.heartbeat(run_id, pid=os.getpid())
+        run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock)
+        stage, step = run.position()
+        run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
+        run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
+
+
+def _saved_fingerprint(folder: Path) -> dict | None:
+    path = inside(folder, fingerprint.FINGERPRINT_FILE)
+    if not path.exists():
+        return None  # a run made before fingerprints were recorded
+    try:
+        return json.loads(read_text(path, "fingerprint file"))
+    except (BadFile, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
 
 
 def _settle_imports() -> None:
@@ -250,7 +284,8 @@ class LiveRun:
     """One live run: its folder, events, store row, stop signal and terminal report."""
 
     def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore, events_stdout: bool,
-                 report: Report, logs: LibraryLogs):
+                 report: Report, logs: LibraryLogs, lock: RunLock):
+        self.lock = lock  # held for the life of the run (released by the OS if the process dies)
         self.run_id = run_id
         self.folder = folder
         self.plan = plan
@@ -270,7 +305,7 @@ class LiveRun:
     def position(self) -> tuple[str, int]:
         """The stage training continues in and the step of its last complete checkpoint."""
         for stage in self.plan.stages:
-            latest = checkpoints.latest_complete(self.stage_path(stage, "checkpoints"))
+            latest = checkpoints.latest_complete(self.stage_path(stage, "checkpoints"), verify=True)
             step = checkpoints.trainer_position(latest)[0] if latest else 0
             if not self.stage_path(stage, "adapter").exists() or stage == self.plan.stages[-1]:
                 return stage, step
@@ -299,6 +334,7 @@ class LiveRun:
             self.stop.uninstall()
             self.events.close()
             self.logs.close()
+            self.lock.release()
 
     def _run_stages(self) -> dict:
         config = self.config
@@ -333,9 +369,12 @@ class LiveRun:
         from engine.training import stages
 
         folder = self.stage_path(stage, "checkpoints")
-        latest = checkpoints.latest_complete(folder)
+        for bad in checkpoints.damaged(folder):
+            self._warn(f"{stage} {bad.name} is damaged (its files no longer match their record); "
+                       "continuing from the previous complete checkpoint")
+        latest = checkpoints.latest_complete(folder, verify=True)
         start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
-        checkpoints.prune(folder, self.config.keep_checkpoints)
+        checkpoints.prune(folder, self.config.keep_checkpoints, verify=True)
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
         callbacks = [StageEvents(self.events, stage, len(examples), self.folder, self.config.keep_checkpoints),
                      StopWhenAsked(self.stop), *self.report.callbacks(stage)]
@@ -363,6 +402,11 @@ class LiveRun:
         self.events.emit("stage_finished", stage=stage, step=int(trainer.state.global_step),
                          adapter=f"{stage}/adapter")
         return trainer.model
+
+    def _warn(self, message: str) -> None:
+        """A warning in the events and on the terminal."""
+        self.events.emit("warning", message=message)
+        self.report.say(f"warning: {message}")
 
     def _load_trained(self, stage: str, models: BaseModels):
         """A finished stage's policy from its saved adapter (to evaluate it after a resume)."""
