@@ -3,7 +3,8 @@
 SIGINT (the TUI's stop key sends it to the run's process group) and SIGTERM ask the run to
 stop. Inside a training stage the request is honoured at the end of the current optimizer step,
 so the stage is checkpointed and can be resumed; anywhere else (loading, evaluating) it raises
-KeyboardInterrupt at once. A second signal always raises at once.
+KeyboardInterrupt at once. A second signal inside a stage raises at once; outside
+one, more signals are ignored while the run records how it ended (exit 130, never 143).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class StopSignal:
     def _handle(self, signum: int, frame: object) -> None:
         already = self.requested
         self.requested = True
+        if already and not self._deferred:  # the stop is under way: let the run record how it ended
+            return
         if already or not self._deferred:
             raise KeyboardInterrupt
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.safe_files import BadFile, read_text
-from engine.training import checkpoints, fingerprint
+from engine.training import checkpoints, fingerprint, model_checks
 from engine.record import compute, output
 from engine.training.callbacks import StageEvents, StopWhenAsked
 from engine.record.config import RunConfig, from_dict, with_split
@@ -157,6 +157,7 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
         plan = _plan(config, spec, task)
         plan.warnings[:0] = advice["warnings"]
     plan.spec = spec
+    model_checks.preflight(spec.path, config, plan)
     prints = fingerprint.of(config, task, spec.path)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
@@ -177,6 +178,8 @@ def _undo_running(store: RunStore, run_id: str, status: str):
     try:
         yield
     except BaseException as exc:
+        if status == "failed" and isinstance(exc, KeyboardInterrupt):
+            status = "stopped"
         with contextlib.suppress(UserError):
             store.set_status(run_id, status, error=first_line(exc) if status == "failed" else None)
         raise
@@ -467,7 +470,9 @@ class LiveRun:
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 DISK_FULL_MESSAGE = "out of disk space (or over a file-size limit): {}"
 DISK_FULL_TEXTS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS) + tuple(
-    f"os error {code})" for code in DISK_FULL_ERRNOS)
+    f"os error {code})" for code in DISK_FULL_ERRNOS) + (
+    "unexpected pos",  # torch.save's zip writer after a short write: how it reports a full disk
+)
 
 
 def _disk_full(exc: BaseException | None) -> bool:
