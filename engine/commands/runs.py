@@ -30,6 +30,7 @@ def _store():
 
     store = RunStore(create=False)
     if store.path.exists():
+        store.list_runs()  # a store that cannot be read is refused before anything writes to it
         with contextlib.suppress(UserError):  # a full disk or read-only home: list what is recorded
             store.mark_dead_runs()
     return store

@@ -196,6 +196,11 @@ def _check_split_form(checked: dict[str, Any]) -> None:
         raise UserError(f"missing {', '.join(missing)} (a run needs {' and '.join(flag(k) for k in wanted)})")
     if checked.get("n_sft") == 0 and checked.get("n_pft") == 0:
         raise UserError("n_sft and n_pft are both 0: nothing to train")
+    if wanted == BUDGET_KEYS:
+        try:
+            validate.check_purchase(*(checked[k] for k in BUDGET_KEYS))
+        except AdvisorError as exc:
+            raise UserError(str(exc)) from None
 
 
 def build(file: str | None, overrides: dict[str, Any]) -> RunConfig:
