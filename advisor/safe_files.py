@@ -94,9 +94,11 @@ def _check_tree(value: object) -> None:
             except UnicodeEncodeError as exc:
                 raise BadFile(f"text holds a lone surrogate ({item[exc.start]!a}), which is not valid Unicode") from None
             continue
-        children = item.items() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        if children and depth > MAX_DEPTH:
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
             raise BadFile(f"nested more than {MAX_DEPTH} levels deep")
+        children = item.items() if isinstance(item, dict) else item
         for child in children:
             if isinstance(child, tuple):
                 stack.extend((part, depth + 1) for part in child)

@@ -150,6 +150,14 @@ def read_events(path: Path) -> list[dict]:
     return EventTail(Path(path)).read_new(final=True)
 
 
+def last_ending(events: list[dict]) -> str | None:
+    """How the last attempt of a run ended by its own account: the status of the last
+    `run_finished` after the last `run_started`/`resumed`, or None when it wrote none (it died)."""
+    starts = [i for i, e in enumerate(events) if e.get("type") in ("run_started", "resumed")]
+    endings = [e.get("status") for e in events[starts[-1] if starts else 0:] if e.get("type") == "run_finished"]
+    return endings[-1] if endings and endings[-1] in FINAL_STATUSES else None
+
+
 @dataclass
 class LineTail:
     """Follows a growing file: each call returns the lines completed since the last one (a
@@ -181,4 +189,5 @@ class EventTail(LineTail):
 
 __all__ = [
     "SCHEMA_VERSION", "EVENT_FIELDS", "EventWriter", "EventTail", "LineTail", "read_events", "parse_line", "problems",
+    "last_ending",
 ]

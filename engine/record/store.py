@@ -68,6 +68,31 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _opened(uri: str) -> sqlite3.Connection:
+    """A connection that has read the schema (so a file SQLite cannot open fails here)."""
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _told_ending(run_dir: object) -> str:
+    """A dead run's status by its own events (a full disk may have let it write its ending
+    there but not here), else `interrupted`: the row then agrees with events.jsonl."""
+    from engine.record.events import last_ending, read_events
+
+    if not isinstance(run_dir, str):
+        return "interrupted"
+    try:
+        return last_ending(read_events(Path(run_dir) / "events.jsonl")) or "interrupted"
+    except OSError:
+        return "interrupted"
+
+
 class DamagedRow(UserError):
     """A row of the store that cannot be read as a run; the message names the store and the run."""
 
@@ -139,14 +164,22 @@ class RunStore:
             yield None
             return
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            db = self._read_only()
             try:
-                db.row_factory = sqlite3.Row
                 yield db
             finally:
                 db.close()
         except sqlite3.Error as exc:
             raise UserError(f"cannot read the run store {self.path}: {exc}") from None
+
+    def _read_only(self) -> sqlite3.Connection:
+        """Read-only; where not even SQLite's shared-memory file can be made (a full disk, a
+        read-only folder) the main file is read as it stands, without the not yet merged WAL."""
+        uri = self.path.resolve().as_uri()
+        try:
+            return _opened(f"{uri}?mode=ro")
+        except sqlite3.OperationalError:
+            return _opened(f"{uri}?mode=ro&immutable=1")
 
     def _decoded(self, rows) -> list[dict]:
         """Rows as runs; damaged ones are skipped and named in `self.damaged`."""
@@ -224,14 +257,13 @@ class RunStore:
         host, now = socket.gethostname(), time.time()
         dead = []
         with self._write() as db:
-            for row in db.execute("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
+            for row in db.execute("SELECT run_id, pid, host, heartbeat_at, run_dir FROM runs WHERE status = 'running'"):
                 local_and_gone = row["host"] == host and not _pid_alive(row["pid"])
                 silent = (now - (row["heartbeat_at"] or 0)) > STALE_HEARTBEAT_S
                 if local_and_gone or silent:
-                    dead.append(row["run_id"])
-            db.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
-                           [(run_id,) for run_id in dead])
-        return dead
+                    dead.append((_told_ending(row["run_dir"]), row["run_id"]))
+            db.executemany("UPDATE runs SET status = ? WHERE run_id = ? AND status = 'running'", dead)
+        return [run_id for _, run_id in dead]
 
     # --- reads --------------------------------------------------------------------------
     @staticmethod

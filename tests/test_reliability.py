@@ -1,0 +1,232 @@
+"""What keeps every reader and every run record honest under hostile files, damaged stores,
+closed pipes, racing owners and changed inputs (the one-line refusals are in test_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.safe_files import BadFile, loads, read_text
+from advisor.records import load_runs
+from engine.record.events import last_ending, parse_line, read_events
+from engine.record.home import home_dir
+from engine.record.run_lock import RunLock
+from engine.record.store import RunStore
+from engine.record.errors import UserError
+from engine.tasks.data import load_sft, read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SEPARATORS = "\u2028\u2029\u0085"
+
+
+def _engine(home: Path, *args: str, **options) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BUDGETTUI_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env, text=True,
+                          **{"capture_output": True, **options})
+
+
+# --- files ---------------------------------------------------------------------------------------
+def test_jsonl_splits_only_at_newlines_and_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / "s.jsonl"
+    rows = [{"prompt": f"a{sep}b", "completion": f"c{sep}d"} for sep in SEPARATORS]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows).encode())
+    loaded = load_sft(path)
+    assert [e["prompt"][0]["content"] for e in loaded] == [f"a{sep}b" for sep in SEPARATORS]
+    assert [e["completion"][0]["content"] for e in loaded] == [f"c{sep}d" for sep in SEPARATORS]
+
+
+def test_a_runs_csv_with_a_byte_order_mark_and_separators_in_a_quoted_field_reads(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + 'task,model,params_b,n_sft,n_pft,score,source\n'
+                     f't,m,8,10,0,0.5,"x{SEPARATORS}y"\n'.encode())
+    (run,) = load_runs(path)
+    assert (run.task, run.n_sft, run.source) == ("t", 10, f"x{SEPARATORS}y")
+
+
+def test_guarded_json_refuses_depth_digits_and_surrogates_but_reads_what_is_sane():
+    assert loads('{"a": [[[1]]], "n": 123456789012345678901234567890}') == {
+        "a": [[[1]]], "n": 123456789012345678901234567890}
+    for text, reason in (("[" * 100_000, "nested"), ("[" * 65 + "]" * 65, "nested"), ("9" * 31, "digits"),
+                         ('"\\ud800"', "surrogate"), ('{"k": ["\\udc00"]}', "surrogate")):
+        with pytest.raises(BadFile, match=reason):
+            loads(text)
+
+
+def test_folders_and_pipes_are_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(BadFile, match="named pipe"):
+        read_text(tmp_path / "pipe")
+    with pytest.raises(BadFile, match="is a folder"):
+        read_text(tmp_path)
+    with pytest.raises(BadFile, match="no such file"):
+        read_text(tmp_path / "nope")
+
+
+def test_a_parquet_column_the_task_does_not_use_may_overflow(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s.parquet"
+    table = pa.table({"prompt": ["q"], "completion": ["a"],
+                      "when": pa.array([2**62], type=pa.timestamp("ms"))})
+    pq.write_table(table, path)
+    ((where, row),) = read_rows(path)
+    assert row == {"prompt": "q", "completion": "a"}
+
+
+def test_hostile_event_lines_are_skipped_like_torn_ones(tmp_path):
+    path = tmp_path / "events.jsonl"
+    good = {"v": 1, "type": "warning", "run_id": "r", "time": 1.0, "message": f"x{SEPARATORS}y"}
+    path.write_text("[" * 100_000 + "\n" + json.dumps(good, ensure_ascii=False) + "\n" + '{"n": ' + "9" * 5000 + "}\n")
+    assert parse_line("[" * 100_000) is None
+    assert read_events(path) == [good]
+
+
+def test_the_last_ending_is_the_one_after_the_last_start():
+    started, resumed = {"type": "run_started"}, {"type": "resumed"}
+    failed, finished = {"type": "run_finished", "status": "failed"}, {"type": "run_finished", "status": "finished"}
+    assert last_ending([started, failed]) == "failed"
+    assert last_ending([started, failed, resumed]) is None
+    assert last_ending([started, failed, resumed, finished]) == "finished"
+    assert last_ending([]) is None
+
+
+# --- home and ids ------------------------------------------------------------------------------
+def test_a_relative_xdg_data_home_is_ignored(monkeypatch, tmp_path):
+    monkeypatch.delenv("BUDGETTUI_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/data")
+    assert home_dir() == tmp_path / ".local" / "share" / "budgettui"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert home_dir() == tmp_path / "xdg" / "budgettui"
+
+
+# --- the store ---------------------------------------------------------------------------------
+def _store_with_damage(home: Path) -> RunStore:
+    store = RunStore(home / "runs.sqlite")
+    store.create_run("good", task="gsm8k_math", model="Llama-3.1-8B (base)", params_b=8.0, n_sft=100, n_pft=0,
+                     config={"seed": 1}, run_dir=str(home / "runs" / "good"), pid=1)
+    store.finish_run("good", status="finished", score=0.4, metric="exact_match", results={})
+    with sqlite3.connect(home / "runs.sqlite") as db:
+        db.execute("INSERT INTO runs (run_id, task, model, n_sft, n_pft, status, config, run_dir, created_at,"
+                   " score) VALUES ('torn', 't', 'm-8B', 1, 1, 'finished', '{x', '/x', 2, 0.5),"
+                   " ('texty', 't', 'm-8B', 'ten', 1, 'finished', '{}', '/x', 3, 0.5)")
+    db.close()
+    return store
+
+
+def test_readers_skip_damaged_rows_name_them_and_keep_the_others(tmp_path):
+    home = tmp_path / "home"
+    store = _store_with_damage(home)
+    assert [r["run_id"] for r in store.list_runs()] == ["good"]
+    assert len(store.damaged) == 2 and all(str(store.path) in line for line in store.damaged)
+    assert [r.source for r in store.past_runs()] == ["store:good"]
+    with pytest.raises(UserError, match="run 'torn': config is not readable JSON"):
+        store.get_run("torn")
+
+    listed = _engine(home, "runs", "list", "--json")
+    assert listed.returncode == 0 and [r["run_id"] for r in json.loads(listed.stdout)] == ["good"]
+    warnings = listed.stderr.splitlines()
+    assert len(warnings) == 2 and "'torn'" in warnings[0] + warnings[1] and "Traceback" not in listed.stderr
+    advised = _engine(home, "advise", "--task", "gsm8k_math", "--model", "Llama-3.1-8B (base)", "--budget", "100",
+                      "--sft-cost", "1", "--pft-cost", "1", "--json")
+    assert advised.returncode == 0, advised.stderr
+
+
+def test_listing_a_new_home_creates_nothing(tmp_path):
+    home = tmp_path / "new"
+    done = _engine(home, "runs", "list", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == []
+    assert not home.exists()
+
+
+def test_a_closed_or_full_stdout_is_no_error(tmp_path):
+    home = tmp_path / "home"
+    _store_with_damage(home)
+    with open("/dev/full", "w") as full:
+        done = _engine(home, "runs", "list", "--json", stdout=full, stderr=subprocess.PIPE, capture_output=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    env = {**os.environ, "BUDGETTUI_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    piped = subprocess.run(f"{sys.executable} -m engine.cli runs list --json | head -c 10", shell=True, cwd=ROOT,
+                           env=env, capture_output=True, text=True, executable="/bin/bash")
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_listing_reads_a_store_it_cannot_write(tmp_path):
+    """A full disk or read-only home: `runs list` opens the store read-only and still lists."""
+    home = tmp_path / "home"
+    _store_with_damage(home)
+    with sqlite3.connect(home / "runs.sqlite") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    for name in ("runs.sqlite-wal", "runs.sqlite-shm"):
+        (home / name).unlink(missing_ok=True)
+    os.chmod(home / "runs.sqlite", 0o444)
+    os.chmod(home, 0o555)  # no -wal or -shm can be made beside it (for root: see BENCHMARKS.md, tmpfs check)
+    try:
+        done = _engine(home, "runs", "list", "--json")
+    finally:
+        os.chmod(home, 0o755)
+    assert done.returncode == 0 and [r["run_id"] for r in json.loads(done.stdout)] == ["good"], done.stderr
+
+
+# --- one owner per run -------------------------------------------------------------------------
+def test_a_run_has_one_owner_and_the_os_frees_a_dead_owners_lock(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    held = RunLock(folder, "r").acquire()
+    child = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                            "from engine.record.run_lock import RunLock; RunLock(Path(sys.argv[1]), 'r').acquire()",
+                            str(folder)], cwd=ROOT, capture_output=True, text=True)
+    assert child.returncode != 0 and f"in use by another engine process (pid {os.getpid()})" in child.stderr
+    held.release()
+    killed = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from engine.record.run_lock import RunLock; RunLock(Path(sys.argv[1]), 'r').acquire(); "
+                               "print('held', flush=True); time.sleep(60)", str(folder)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "held"
+    with pytest.raises(UserError, match="in use"):
+        RunLock(folder, "r").acquire()
+    killed.kill()
+    killed.wait()
+    RunLock(folder, "r").acquire().release()
+
+
+def test_a_second_resume_is_refused_in_one_line_and_changes_nothing(tmp_path):
+    home = tmp_path / "home"
+    store = RunStore(home / "runs.sqlite")
+    folder = home / "runs" / "busy"
+    folder.mkdir(parents=True)
+    store.create_run("busy", task="gsm8k_math", model="tiny", params_b=0.0001, n_sft=1, n_pft=0, config={},
+                     run_dir=str(folder), pid=os.getpid())
+    store.set_status("busy", "stopped")
+    before = store.get_run("busy")
+    owner = RunLock(folder, "busy").acquire()  # another process resuming it right now
+    try:
+        done = _engine(home, "resume", "busy")
+    finally:
+        owner.release()
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "in use by another engine process" in lines[0], done.stderr
+    assert store.get_run("busy") == before
+
+
+def test_a_dead_run_takes_the_ending_its_events_recorded(tmp_path):
+    """A full disk can let a run write its ending to events.jsonl but not to the store: the
+    reader that notices the dead process records what the events say, not a guess."""
+    home = tmp_path / "home"
+    store = RunStore(home / "runs.sqlite")
+    folder = home / "runs" / "gone"
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.create_run("gone", task="t", model="m", params_b=1.0, n_sft=1, n_pft=0, config={}, run_dir=str(folder),
+                     pid=int(dead.stdout))
+    (folder / "events.jsonl").write_text('{"type": "run_started"}\n{"type": "run_finished", "status": "failed"}\n')
+    assert store.mark_dead_runs() == ["gone"]
+    assert store.get_run("gone")["status"] == "failed"
