@@ -230,3 +230,92 @@ def test_a_dead_run_takes_the_ending_its_events_recorded(tmp_path):
     (folder / "events.jsonl").write_text('{"type": "run_started"}\n{"type": "run_finished", "status": "failed"}\n')
     assert store.mark_dead_runs() == ["gone"]
     assert store.get_run("gone")["status"] == "failed"
+
+
+# --- checkpoints and numbers -------------------------------------------------------------------
+def test_a_checkpoint_whose_contents_changed_is_damaged_and_the_previous_one_is_used(tmp_path):
+    from engine.training import checkpoints
+
+    made = []
+    for step in (1, 2):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 3}))
+        (folder / "optimizer.pt").write_bytes(bytes(range(256)))
+        checkpoints.mark_complete(folder)
+        made.append(folder)
+    state = made[1] / "trainer_state.json"
+    state.write_text(state.read_text().replace('"global_step": 2', '"global_step": 9'))  # same size
+    assert checkpoints.latest_complete(tmp_path) == made[1]  # sizes alone cannot tell
+    assert checkpoints.damaged(tmp_path) == [made[1]]
+    assert checkpoints.latest_complete(tmp_path, verify=True) == made[0]
+    checkpoints.prune(tmp_path, keep=2, verify=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1"]
+
+
+@pytest.mark.parametrize("texts, field, reason", [
+    ({"budget": "1e10", "sft_cost": "1e-300"}, "sft_cost", "more examples than can be counted"),
+    ({"sft_cost": "0,5"}, "sft_cost", "decimal point"),
+    ({"pft_cost": "0,001"}, "pft_cost", "decimal point"),
+    ({"budget": "1e400"}, "budget", "finite"),
+    ({"budget": "100", "compute_price": "100"}, "compute_price", "leaves nothing"),
+])
+def test_the_form_shows_overflow_and_ambiguous_numbers_beside_the_field(texts, field, reason):
+    from tui.inputs import validate
+
+    base = {"task": "gsm8k_math", "model": "tiny", "budget": "1000", "sft_cost": "1", "pft_cost": "0.5"}
+    inputs, errors = validate({**base, **texts})
+    assert inputs is None and reason in errors[field]
+
+
+def test_one_number_reading_everywhere():
+    from advisor.validate import BadNumber, finite
+
+    assert finite("x", "12,000.5") == 12000.5 and finite("x", " 1_000 ") == 1000.0
+    for text in ("0,5", "0,001", "1,00", "12,0000"):
+        with pytest.raises(BadNumber, match="decimal point"):
+            finite("x", text)
+
+
+# --- a resume may not change what the run is -----------------------------------------------------
+@pytest.mark.slow
+def test_resume_works_from_any_folder_and_refuses_changed_inputs(tmp_path):
+    home, work, elsewhere = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    sft = "".join(json.dumps({"prompt": f"What is {i}+1?", "completion": str(i + 1)}) + "\n" for i in range(40))
+    pft = "".join(json.dumps({"prompt": f"What is {i}+2?", "chosen": str(i + 2), "rejected": str(i + 3)}) + "\n"
+                  for i in range(40))
+    (work / "s.jsonl").write_text(sft)
+    (work / "p.jsonl").write_text(pft)
+    env = {**os.environ, "BUDGETTUI_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+    def engine(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True)
+
+    made = engine(work, "run", "--task", "mine", "--model", "tiny", "--sft-file", "s.jsonl", "--pft-file", "p.jsonl",
+                  "--n-sft", "4", "--n-pft", "4", "--max-steps", "1", "--eval-size", "2", "--run-id", "r", "--json")
+    assert made.returncode == 0, made.stderr
+    config = json.loads((home / "runs" / "r" / "config.json").read_text())
+    assert config["sft_file"] == str(work / "s.jsonl")
+    store = RunStore(home / "runs.sqlite")
+    store.set_status("r", "stopped")  # as if stopped before its ending: resumable
+    before = store.get_run("r")
+
+    (work / "p.jsonl").write_text(pft.replace("What is 0+2?", "What is 0+7?"))
+    changed = engine(elsewhere, "resume", "r")
+    assert changed.returncode == 2 and "its data changed" in changed.stderr and "Traceback" not in changed.stderr
+    assert store.get_run("r") == before
+
+    (work / "p.jsonl").write_text(pft)
+    config_path = home / "runs" / "r" / "config.json"
+    config_path.write_text(json.dumps({**config, "n_pft": 5}))
+    edited = engine(elsewhere, "resume", "r")
+    assert edited.returncode == 2 and "config.json" in edited.stderr, edited.stderr
+    assert store.get_run("r") == before
+
+    config_path.write_text(json.dumps(config))
+    resumed = engine(elsewhere, "resume", "r", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.get_run("r")["status"] == "finished"
