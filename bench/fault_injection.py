@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's engine, not an installed one
 RUN_ARGS = ["--task", "gsm8k_math", "--model", "tiny", "--n-sft", "8", "--n-pft", "8", "--max-steps", "3",
             "--batch-size", "2", "--grad-accum", "2", "--checkpoint-every", "1", "--eval-size", "2",
             "--eval-max-new-tokens", "4", "--sft-lr", "5e-3", "--dpo-lr", "5e-3"]

@@ -319,3 +319,39 @@ def test_resume_works_from_any_folder_and_refuses_changed_inputs(tmp_path):
     resumed = engine(elsewhere, "resume", "r", "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert store.get_run("r")["status"] == "finished"
+
+
+def test_a_second_signal_outside_a_stage_lets_the_stop_record_its_ending():
+    import signal
+
+    from engine.training.lifecycle import StopSignal
+
+    stop = StopSignal()
+    stop.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # outside a stage: raises at once
+        os.kill(os.getpid(), signal.SIGTERM)  # while the run writes `stopped`: ignored, not a second raise
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+    finally:
+        stop.uninstall()
+
+
+def test_sigterm_to_the_engine_exits_130_not_143(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "BUDGETTUI_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    code = ("import sys, time; from engine import cli; import engine.commands.runs as runs\n"
+            "def wait(args):\n    print('ready', flush=True); time.sleep(30)\n"
+            "runs.list_runs = wait  # a command that is busy when the signals come\n"
+            "sys.exit(cli.main(['runs', 'list']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()
