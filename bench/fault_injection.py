@@ -124,12 +124,17 @@ def _kill_after(home: Path, run_id: str, proc: subprocess.Popen, n_events: int) 
     proc.wait()
 
 
-def _corrupt_newest_checkpoint(home: Path, run_id: str, rng: random.Random) -> str:
+def _corrupt_newest_checkpoint(home: Path, run_id: str, rng: random.Random) -> tuple[str, bool]:
+    """(what was corrupted, whether the resume must warn: a complete checkpoint of an unfinished stage)."""
+    from engine.training import checkpoints
+
     folder = home / "runs" / run_id
     candidates = sorted(folder.glob("*/checkpoints/checkpoint-*"), key=lambda p: p.stat().st_mtime)
     files = [p for p in candidates[-1].rglob("*") if p.is_file()] if candidates else []
     if not files:
-        return "nothing to corrupt yet"
+        return "nothing to corrupt yet", False
+    stage_done = (candidates[-1].parents[1] / "adapter").exists()
+    must_warn = checkpoints.is_complete(candidates[-1]) and not stage_done
     victim = rng.choice(sorted(files))
     data = bytearray(victim.read_bytes())
     if data:
@@ -137,12 +142,13 @@ def _corrupt_newest_checkpoint(home: Path, run_id: str, rng: random.Random) -> s
         for i in range(start, min(len(data), start + 16)):
             data[i] ^= 0xFF
         victim.write_bytes(bytes(data))
-    return str(victim.relative_to(folder))
+    return str(victim.relative_to(folder)), must_warn and bool(data)
 
 
 def run_trial(seed: int, home: Path, reference: dict, total_events: int) -> Trial:
     """One trial in `home` (holding the tiny model already), compared against `reference`."""
     rng = random.Random(seed)
+    must_warn = False
     fault = FAULTS[seed % len(FAULTS)]
     run_id = f"trial-{seed}"
     args = ["run", *RUN_ARGS, "--seed", str(reference["seed"]), "--run-id", run_id]
@@ -162,7 +168,8 @@ def run_trial(seed: int, home: Path, reference: dict, total_events: int) -> Tria
         _kill_after(home, run_id, proc, n_events)
         stderr = proc.stderr.read()
         if fault == "corrupt":
-            trial.point += f"; corrupted {_corrupt_newest_checkpoint(home, run_id, rng)}"
+            victim, must_warn = _corrupt_newest_checkpoint(home, run_id, rng)
+            trial.point += f"; corrupted {victim}" + (" (resume must say so)" if must_warn else "")
     _check_command(trial, home, run_id, "run", proc.returncode, stderr)
     for attempt in range(MAX_RESUMES):
         status = _store_status(home, run_id)
@@ -171,6 +178,9 @@ def run_trial(seed: int, home: Path, reference: dict, total_events: int) -> Tria
         proc = _engine(home, "resume", run_id)
         _, stderr = proc.communicate(timeout=900)
         _check_command(trial, home, run_id, f"resume {attempt + 1}", proc.returncode, stderr)
+    if fault == "corrupt" and must_warn and not any(
+            e.get("type") == "warning" and "damaged" in e.get("message", "") for e in _events(home, run_id)):
+        trial.problems.append("a damaged checkpoint was passed over without a warning")
     trial.final_status = _store_status(home, run_id)
     if trial.final_status == "finished":
         trial.equal = outcome(home, run_id) == reference["outcome"]
@@ -219,7 +229,8 @@ def main() -> None:
     rows = ["| seed | fault | where | commands (exit → store / events) | end | equal | problems |",
             "| ---: | --- | --- | --- | --- | --- | --- |"]
     for t in trials:
-        steps = "; ".join(f"{c['command']} {c['exit']} → {c['store']} / {c['events']}" for c in t.commands)
+        steps = "; ".join(f"{c['command']} {c['exit']} → {c['store']} / {c['events']}"
+                          + (f" («{c['said']}»)" if c.get("said") else "") for c in t.commands)
         rows.append(f"| {t.seed} | {t.fault} | {t.point} | {steps} | {t.final_status} | {t.equal} | "
                     f"{'; '.join(t.problems) or '—'} |")
     tracebacks = sum("traceback" in p for t in trials for p in t.problems)
