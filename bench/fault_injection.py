@@ -134,7 +134,7 @@ def _corrupt_newest_checkpoint(home: Path, run_id: str, rng: random.Random) -> t
     if not files:
         return "nothing to corrupt yet", False
     stage_done = (candidates[-1].parents[1] / "adapter").exists()
-    must_warn = checkpoints.is_complete(candidates[-1]) and not stage_done
+    must_warn = (candidates[-1] / checkpoints.MARKER).exists() and not stage_done
     victim = rng.choice(sorted(files))
     data = bytearray(victim.read_bytes())
     if data:

@@ -355,3 +355,15 @@ def test_sigterm_to_the_engine_exits_130_not_143(tmp_path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()
+
+
+def test_a_damaged_marker_is_named_too_but_an_unmarked_checkpoint_is_routine(tmp_path):
+    from engine.training import checkpoints
+
+    marked, unmarked = tmp_path / "checkpoint-1", tmp_path / "checkpoint-2"
+    for folder in (marked, unmarked):
+        folder.mkdir()
+        (folder / "optimizer.pt").write_bytes(b"state")
+    checkpoints.mark_complete(marked)
+    (marked / checkpoints.MARKER).write_text("{torn")
+    assert checkpoints.damaged(tmp_path) == [marked]

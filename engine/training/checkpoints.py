@@ -95,8 +95,9 @@ def latest_complete(folder: Path, verify: bool = False) -> Path | None:
 
 
 def damaged(folder: Path) -> list[Path]:
-    """Checkpoints marked complete whose files no longer match their record (newest last)."""
-    return [path for _, path in _checkpoints(folder) if is_complete(path) and not is_complete(path, verify=True)]
+    """Checkpoints once marked complete whose marker or files no longer match (newest last); an
+    unmarked one (killed mid-save) is routine and not listed."""
+    return [path for _, path in _checkpoints(folder) if (path / MARKER).exists() and not is_complete(path, verify=True)]
 
 
 def prune(folder: Path, keep: int, verify: bool = False) -> list[Path]:
