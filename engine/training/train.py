@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import json
 import os
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advisor.safe_files import BadFile, read_text
+from advisor.safe_files import BadFile, loads, read_text
 from engine.training import checkpoints, fingerprint, model_checks
 from engine.record import compute, output
 from engine.training.callbacks import StageEvents, StopWhenAsked
@@ -202,7 +201,7 @@ def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) ->
         raise UserError(f"run {run_id} is still running (pid {record['pid']})")
     config_path = inside(folder, CONFIG_FILE)
     try:
-        saved = json.loads(read_text(config_path, "config file"))
+        saved = loads(read_text(config_path, "config file"))
     except (BadFile, ValueError) as exc:
         raise UserError(f"cannot read {config_path}: {exc}") from None
     config = from_dict(saved, str(config_path))
@@ -224,7 +223,7 @@ def _saved_fingerprint(folder: Path) -> dict | None:
     if not path.exists():
         return None  # a run made before fingerprints were recorded
     try:
-        return json.loads(read_text(path, "fingerprint file"))
+        return loads(read_text(path, "fingerprint file"))
     except (BadFile, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
 
