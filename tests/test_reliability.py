@@ -367,3 +367,28 @@ def test_a_damaged_marker_is_named_too_but_an_unmarked_checkpoint_is_routine(tmp
     checkpoints.mark_complete(marked)
     (marked / checkpoints.MARKER).write_text("{torn")
     assert checkpoints.damaged(tmp_path) == [marked]
+
+
+@pytest.mark.slow
+def test_missing_weights_go_on_only_when_allowed_warn_and_never_teach_the_advisor(tmp_path, tiny_spec):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_spec.path, partial)
+    weights = load_file(partial / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".layers.1." not in k}, partial / "model.safetensors",
+              metadata={"format": "pt"})
+    home = tmp_path / "home"
+    args = ["run", "--task", "gsm8k_math", "--model", str(partial), "--n-sft", "2", "--n-pft", "0", "--max-steps", "1",
+            "--eval-size", "2", "--eval-max-new-tokens", "2", "--quant", "none", "--run-id", "p"]
+    refused = _engine(home, *args)
+    assert refused.returncode == 2 and "--allow-missing-weights" in refused.stderr and not (home / "runs" / "p").exists()
+    allowed = _engine(home, *args, "--allow-missing-weights")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning: the weights lack" in allowed.stderr
+    warned = [e for e in read_events(home / "runs" / "p" / "events.jsonl") if e["type"] == "warning"]
+    assert any("will not count as a past run" in e["message"] for e in warned)
+    store = RunStore(home / "runs.sqlite")
+    assert store.get_run("p")["status"] == "finished" and store.past_runs() == []

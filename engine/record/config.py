@@ -51,6 +51,8 @@ class RunConfig:
     quant: str = field(default="auto", metadata=_help("base-model weights: auto/4bit = QLoRA, none = full",
                                                      choices=QUANT_CHOICES))
     trust_remote_code: bool = field(default=False, metadata=_help("allow the model folder's own code to run"))
+    allow_missing_weights: bool = field(default=False, metadata=_help(
+        "train a model whose checkpoint lacks some weights (they start random; the run never counts as a past run)"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: $OMP_NUM_THREADS)"))
     lora_r: int = field(default=32, metadata=_help("LoRA rank"))
     lora_alpha: int = field(default=32, metadata=_help("LoRA alpha"))

@@ -300,6 +300,8 @@ class RunStore:
                 "SELECT * FROM runs WHERE status = 'finished' AND score BETWEEN 0 AND 1 ORDER BY created_at"))
         runs = []
         for r in rows:
+            if (r["config"] or {}).get("allow_missing_weights"):
+                continue  # trained from partly random weights: not evidence of what data buys
             try:
                 runs.append(Run(task=r["task"], model=r["model"], params_b=r["params_b"], n_sft=r["n_sft"],
                                 n_pft=r["n_pft"], score=r["score"], metric=r["metric"] or "",

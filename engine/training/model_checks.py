@@ -4,7 +4,8 @@ run exists: a run that is created is a run that can start.
 Refused here, in one line, instead of failing (or worse, silently training) after the run is
 recorded: no safetensors weights, a config.json transformers cannot read, a folder that needs
 its own code without `--trust-remote-code`, no tokenizer, weights missing from the checkpoint
-(transformers would fill them with random values and the run would teach the advisor a lie),
+(transformers would fill them with random values and the run would teach the advisor a lie;
+`--allow-missing-weights` goes on with a warning, and such a run never becomes a past run),
 LoRA targets that are not linear projections, and a max_length no prompt fits into.
 """
 
@@ -99,8 +100,9 @@ def _check_lengths(folder: Path, config: RunConfig, plan) -> None:
                             f"{config.max_length}: raise max_length or shorten the prompts")
 
 
-def preflight(folder: Path, config: RunConfig, plan) -> None:
-    """Check the model folder and the settings that depend on it; a UserError names the first problem."""
+def preflight(folder: Path, config: RunConfig, plan) -> list[str]:
+    """Check the model folder and the settings that depend on it; a UserError names the first
+    problem. Returns the warnings a run allowed to go on despite them must show."""
     folder = Path(folder)
     data = _config_json(folder)
     if data.get("auto_map") and not config.trust_remote_code:
@@ -111,11 +113,16 @@ def preflight(folder: Path, config: RunConfig, plan) -> None:
     present = _weight_names(folder)
     model = _meta_model(folder, config.trust_remote_code)
     missing = _missing_weights(model, present)
-    if missing:
+    warnings = []
+    if missing and not config.allow_missing_weights:
         raise UserError(f"{folder}: the weights lack {len(missing)} of the model's tensors (e.g. {missing[0]}); "
-                        "a partial checkpoint would train on random values")
+                        "a partial checkpoint would train on random values (--allow-missing-weights to go on)")
+    if missing:
+        warnings.append(f"the weights lack {len(missing)} of the model's tensors (e.g. {missing[0]}): they start "
+                        "random, and this run will not count as a past run for the advisor")
     _check_targets(model, config)
     _check_lengths(folder, config, plan)
+    return warnings
 
 
 __all__ = ["preflight"]

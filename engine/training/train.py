@@ -156,7 +156,9 @@ def _create(config: RunConfig, run_id: str | None, events_stdout: bool, human: b
         plan = _plan(config, spec, task)
         plan.warnings[:0] = advice["warnings"]
     plan.spec = spec
-    model_checks.preflight(spec.path, config, plan)
+    for warning in model_checks.preflight(spec.path, config, plan):
+        plan.warnings.append(warning)
+        Report(human).say(f"warning: {warning}")
     prints = fingerprint.of(config, task, spec.path)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
