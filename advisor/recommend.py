@@ -15,7 +15,7 @@ import numpy as np
 
 from advisor.errors import AdvisorError
 from advisor.records import model_key
-from advisor.validate import fraction, non_negative, positive
+from advisor.validate import check_purchase, fraction, label_money, non_negative, positive
 
 SEARCH_STEPS = 101  # SFT shares 1.00, 0.99, …, 0.00 when no list of allowed shares is given
 
@@ -137,9 +137,10 @@ def recommend(advisor, task: str, model: str, budget: float, sft_cost: float, pf
     if params_b is not None:
         params_b = positive("params_b", params_b)
     base_score = None if base_score is None else fraction("base_score", base_score)
-    money = budget - compute_cost
-    if money <= 0:
+    money = label_money(budget, compute_cost)
+    if money is None:
         raise AdvisorError(f"compute cost {compute_cost:g} leaves nothing of the budget {budget:g} for labels")
+    check_purchase(money, sft_cost, pft_cost)
     if money < min(sft_cost, pft_cost):
         raise AdvisorError(f"a label budget of {money:g} buys no example at these costs "
                            f"(SFT {sft_cost:g}, preference pair {pft_cost:g})")

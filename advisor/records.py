@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.errors import AdvisorError
+from advisor.safe_files import BadFile, csv_stream, loads, read_text, text_lines
 from advisor.validate import count, fraction, positive
 
 CONFIDENCES = ("high", "medium", "low")
 REQUIRED = ("task", "model", "n_sft", "n_pft", "score")
+MAX_RUNS_FILE_BYTES = 256 << 20
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", re.IGNORECASE)
 
 
@@ -106,7 +108,7 @@ def _run(fields: dict, path: Path, line: int) -> Run:
 
 
 def _csv_runs(path: Path, text: str) -> list[Run]:
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(csv_stream(text))
     header = reader.fieldnames or []
     missing = [name for name in REQUIRED if name not in header]
     if missing:
@@ -121,14 +123,16 @@ def _csv_runs(path: Path, text: str) -> list[Run]:
 
 def _jsonl_runs(path: Path, text: str) -> list[Run]:
     runs = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            fields = json.loads(line)
+            fields = loads(line)
         except json.JSONDecodeError as exc:
             raise AdvisorError(f"{where}: not valid JSON ({exc.msg})") from None
+        except BadFile as exc:
+            raise AdvisorError(f"{where}: {exc}") from None
         if not isinstance(fields, dict):
             raise AdvisorError(f"{where}: expected a JSON object, got {type(fields).__name__}")
         runs.append(_run(fields, path, number))
@@ -146,11 +150,9 @@ def load_runs(path: str | Path) -> list[Run]:
     if reader is None:
         raise AdvisorError(f"{path}: a runs file must end in .csv or .jsonl")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AdvisorError(f"{path}: no such runs file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdvisorError(f"{path}: cannot read the runs file ({exc})") from None
+        text = read_text(path, "runs file", max_bytes=MAX_RUNS_FILE_BYTES)
+    except BadFile as exc:
+        raise AdvisorError(str(exc)) from None
     runs = reader(path, text)
     if not runs:
         raise AdvisorError(f"{path}: the runs file holds no runs")

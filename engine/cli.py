@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from advisor.errors import AdvisorError
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like SIGINT: exit 130, never 143
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -106,7 +106,7 @@ def test_a_missing_or_undecodable_file_is_refused(tmp_path):
         load_runs(tmp_path / "nope.csv")
     binary = tmp_path / "bin.csv"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(AdvisorError, match="cannot read"):
+    with pytest.raises(AdvisorError, match="not UTF-8"):
         load_runs(binary)
 
 

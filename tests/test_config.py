@@ -42,7 +42,7 @@ def test_bad_values_name_the_key_and_where_it_came_from(tmp_path):
     path.write_text('task = "gsm8k_math"\nmodel = "tiny"\nn_sft = "ten"\nn_pft = 1\n')
     with pytest.raises(UserError, match=r"run\.toml line 3: n_sft must be a whole number, got 'ten'"):
         config.build(str(path), {})
-    with pytest.raises(UserError, match=r"--sft-lr: sft_lr must be > 0"):
+    with pytest.raises(UserError, match=r"--sft-lr: sft_lr must be greater than 0"):
         config.build(None, {**SPLIT, "sft_lr": 0.0})
     with pytest.raises(UserError, match=r"--quant: quant must be one of auto, 4bit, none, got '4bits' "
                                         r"\(did you mean '4bit'\?\)"):
@@ -96,4 +96,4 @@ def test_flag_types_are_checked_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--task", "t", "--model", "m", "--n-sft", "many"])
     assert exit_.value.code == 2
-    assert "argument --n-sft: invalid int value: 'many'" in capsys.readouterr().err
+    assert "argument --n-sft: must be a number, got 'many'" in capsys.readouterr().err

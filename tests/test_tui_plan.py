@@ -93,7 +93,7 @@ def test_a_bad_cost_shows_its_reason_and_nothing_launches(home):
             await retype(pilot, "sft_cost", "1.5x")
             await wait_until(pilot, lambda: app.plan_screen.inputs is None, what="the form to notice")
             reason = app.screen.query_one("#why-sft_cost")
-            assert reason.has_class("-shown") and "not a number" in str(reason.render())
+            assert reason.has_class("-shown") and "must be a number" in str(reason.render())
             assert app.screen.query_one("#in-sft_cost").has_class("-invalid")
             assert "Fix the fields marked in red" in screen_text(app)
             await pilot.press("ctrl+r")
@@ -231,7 +231,7 @@ def test_an_unmeasured_model_shows_why_beside_the_price_and_advises_without_it(h
 @pytest.mark.parametrize("flags, problem", [
     (["--budget", "nan"], "budget"),
     (["--sft-cost", "-1"], "sft-cost"),
-    (["--pft-cost", "abc"], "not a number"),
+    (["--pft-cost", "abc"], "must be a number"),
     (["--base-score", "1.5"], "between 0 and 1"),
     (["--budget", "100", "--compute-cost", "100"], "leaves nothing"),
     (["--gpu-hour-price", "-2"], "gpu-hour-price"),

@@ -15,13 +15,14 @@ from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
+from advisor.validate import label_money
 from assets import ASSETS_DIR
 from engine.record.errors import OneLineParser, UserError
 from engine.record.home import check_run_id, new_run_id, run_dir
 from tui.advice import Planner
 from tui.child import EngineChild, stderr_capture
 from tui.commands import BudgetCommands
-from tui.inputs import FIELDS, PlanInputs, parse_value
+from tui.inputs import FIELDS, PlanInputs, as_texts, parse_value, validate
 from tui.launch import Launch, build_launch
 from tui.messages import AdvisorFitted, ChildExited, FitFailed, LaunchRequested, OpenRun, RunEnded
 from tui.screens.confirm import ConfirmLaunch
@@ -180,8 +181,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[PlanInputs, str | Non
     args = parser.parse_args(argv)
     given = {spec.name: getattr(args, spec.name) for spec in FIELDS if getattr(args, spec.name) is not None}
     inputs = replace(DEFAULT_INPUTS, **given)
-    if inputs.compute_cost is not None and inputs.compute_cost >= inputs.budget:
+    if label_money(inputs.budget, inputs.compute_cost) is None:
         parser.error(f"--compute-cost {inputs.compute_cost:g} leaves nothing of --budget {inputs.budget:g}")
+    for name, reason in validate(as_texts(inputs))[1].items():  # the form's own checks, e.g. prices too low
+        parser.error(f"--{name.replace('_', '-')} {getattr(inputs, name)!s}: {reason}")
     if args.attach is not None:
         try:
             folder = run_dir(check_run_id(args.attach))

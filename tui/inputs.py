@@ -5,9 +5,11 @@ shown beside the field (and on stderr for a bad flag), so the two paths can neve
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
+
+from advisor.errors import AdvisorError
+from advisor.validate import BadNumber, check_purchase, fraction, label_money, non_negative, positive
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,17 @@ class PlanInputs:
         return self.budget - (self.compute_cost or 0.0)
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text.strip().replace(",", "").replace("_", ""))
-    except ValueError:
-        raise ValueError("not a number") from None
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+def _parser(check: Callable[[str, str], float]) -> Callable[[str], float]:
+    """A field parser from one of the advisor's number checks (the one number parser of the
+    project); its bare reason becomes the message beside the field."""
+
+    def parse(text: str) -> float:
+        try:
+            return check("value", text)
+        except BadNumber as exc:
+            raise ValueError(exc.reason) from None
+
+    return parse
 
 
 def parse_name(text: str) -> str:
@@ -48,25 +53,9 @@ def parse_name(text: str) -> str:
     return name
 
 
-def parse_positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
-def parse_non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise ValueError("cannot be negative")
-    return value
-
-
-def parse_fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise ValueError("must lie between 0 and 1")
-    return value
+parse_positive = _parser(positive)
+parse_non_negative = _parser(non_negative)
+parse_fraction = _parser(fraction)
 
 
 @dataclass(frozen=True)
@@ -111,8 +100,16 @@ def validate(texts: dict[str, str]) -> tuple[PlanInputs | None, dict[str, str]]:
             values[spec.name] = parse_value(spec.name, texts.get(spec.name, ""))
         except ValueError as exc:
             errors[spec.name] = str(exc)
-    if "budget" not in errors and values.get("compute_cost") and values["compute_cost"] >= values["budget"]:
-        errors["compute_cost"] = "leaves nothing of the budget for labels"
+    if "budget" not in errors and "compute_cost" not in errors:
+        money = label_money(values["budget"], values.get("compute_cost"))
+        if money is None:
+            errors["compute_cost"] = "leaves nothing of the budget for labels"
+        elif "sft_cost" not in errors and "pft_cost" not in errors:
+            try:
+                check_purchase(money, values["sft_cost"], values["pft_cost"])
+            except AdvisorError:
+                cheaper = min(("sft_cost", "pft_cost"), key=values.__getitem__)
+                errors[cheaper] = "so cheap that the budget buys more examples than can be counted"
     if errors:
         return None, errors
     return PlanInputs(**values), {}

@@ -49,7 +49,9 @@ def advise(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(rec.to_dict() | {"params_b": params_b} | ({"compute": compute} if compute else {})))
+        from engine.record import output
+
+        output.say(json.dumps(rec.to_dict() | {"params_b": params_b} | ({"compute": compute} if compute else {})))
     else:
         _show(rec, args, compute)
     return 0
@@ -87,7 +89,9 @@ def _show(rec, args, compute: dict | None) -> None:
         table.add_row(name, f"{point.n_sft:,}", f"{point.n_pft:,}", f"{point.sft_ratio:.0%}",
                       f"{point.predicted_score:.3f}", f"{lo:.3f}–{hi:.3f}", delta,
                       style="bold cyan" if point is rec else None)
-    console = Console()
+    from engine.record import output
+
+    console = Console(file=output.stdout())
     console.print(table)
     console.print(f"basis: {rec.basis}", highlight=False)
     if compute and "forecast_hours" in compute:

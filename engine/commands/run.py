@@ -22,8 +22,25 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _float(text: str) -> float:
-    return float(text)
+def _number(kind: type):
+    """An argparse type that reads a number the project's one way (`advisor.validate`); a bad
+    one reads "argument --lr: must be a number, got 'abc'", not argparse's "invalid _float value"."""
+
+    def convert(text: str):
+        from advisor.validate import BadNumber, finite
+
+        try:
+            value = finite("value", text)
+        except BadNumber as exc:
+            raise argparse.ArgumentTypeError(f"{exc.reason}, got {text!r}") from None
+        if kind is int:
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}")
+            return int(value)
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +79,7 @@ def add_settings(parser: argparse.ArgumentParser, names, description: str | None
         if kind is bool:
             settings.add_argument(flag(name), action="store_const", const=True, **options)
         else:
-            converter = {tuple: _list, float: _float}.get(kind, kind)
+            converter = {tuple: _list, float: _number(float), int: _number(int)}.get(kind, kind)
             choices = spec.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else name.upper()
             settings.add_argument(flag(name), type=converter, choices=choices, metavar=metavar, **options)
@@ -73,8 +90,10 @@ def print_outcome(outcome, args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from engine.record import output
+
     if args.json:
-        print(json.dumps(outcome.to_dict()))
+        output.say(json.dumps(outcome.to_dict()))  # a closed or full stdout never fails a finished run
     if outcome.error:
         hint = f" (traceback in {outcome.folder / 'engine.log'})" if outcome.exit_code == 1 else ""
         print(f"engine: error: run {outcome.run_id} {outcome.status}: {outcome.error}{hint}", file=sys.stderr)

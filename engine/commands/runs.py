@@ -8,6 +8,8 @@ import sys
 
 from engine.record.errors import local_time
 
+from engine.record import output
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="list past runs or show one")
@@ -22,11 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _store():
+    """The store, read-only: listing never creates one, and still works on a full disk."""
+    import contextlib
+
+    from engine.record.errors import UserError
     from engine.record.store import RunStore
 
-    store = RunStore()
-    store.mark_dead_runs()
+    store = RunStore(create=False)
+    if store.path.exists():
+        store.list_runs()  # a store that cannot be read is refused before anything writes to it
+        with contextlib.suppress(UserError):  # a full disk or read-only home: list what is recorded
+            store.mark_dead_runs()
     return store
+
+
+def _report_damage(store) -> None:
+    """One line on stderr per row a reader had to skip."""
+    for line in store.damaged:
+        print(f"engine: warning: skipped {line}", file=sys.stderr)
 
 
 def _score(value: float | None) -> str:
@@ -34,9 +49,11 @@ def _score(value: float | None) -> str:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    runs = _store().list_runs()
+    store = _store()
+    runs = store.list_runs()
+    _report_damage(store)
     if args.json:
-        print(json.dumps(runs, indent=2))
+        output.say(json.dumps(runs, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -50,7 +67,7 @@ def list_runs(args: argparse.Namespace) -> int:
         table.add_row(run["run_id"], run["status"], run["task"], run["model"], str(run["n_sft"]),
                       str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", local_time(run["created_at"]))
     # a pipe gets every column whole (rich would squeeze the table into 80 columns)
-    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+    Console(file=output.stdout(), width=None if sys.stdout.isatty() else 1000).print(table)
     return 0
 
 
@@ -61,12 +78,12 @@ def show_run(args: argparse.Namespace) -> int:
     run = store.get_run(check_run_id(args.run_id))
     run["metrics"] = store.metrics(args.run_id)
     if args.json:
-        print(json.dumps(run, indent=2))
+        output.say(json.dumps(run, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(file=output.stdout())
     summary = Table(show_header=False, title=f"run {run['run_id']}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column()

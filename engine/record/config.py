@@ -9,7 +9,6 @@ so the three sources can never disagree about what a setting is called.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import tomllib
@@ -17,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor import validate
+from advisor.errors import AdvisorError
+from advisor.safe_files import BadFile, read_text
 from engine.record.errors import UserError, did_you_mean
 
 QUANT_CHOICES = ("auto", "4bit", "none")  # 4-bit NF4 where bitsandbytes loads, insist on it, or none
@@ -53,6 +55,8 @@ class RunConfig:
     quant: str = field(default="auto", metadata=_help("base-model weights: auto/4bit = QLoRA, none = full",
                                                      choices=QUANT_CHOICES))
     trust_remote_code: bool = field(default=False, metadata=_help("allow the model folder's own code to run"))
+    allow_missing_weights: bool = field(default=False, metadata=_help(
+        "train a model whose checkpoint lacks some weights (they start random; the run never counts as a past run)"))
     threads: int | None = field(default=None, metadata=_help(
         "torch CPU threads (default: $OMP_NUM_THREADS, else every core torch sees)"))
     lora_r: int = field(default=32, metadata=_help("LoRA rank"))
@@ -96,6 +100,25 @@ POSITIVE = {"lora_r", "lora_alpha", "sft_lr", "dpo_lr", "epochs", "max_steps", "
             "keep_checkpoints", "threads", "nproc", "budget", "sft_cost", "pft_cost"}
 NON_NEGATIVE = {"n_sft", "n_pft", "seed", "lora_dropout", "warmup_ratio"}
 BELOW_ONE = {"lora_dropout", "warmup_ratio"}
+# Bounds past which a setting is accepted and then fails (or asks for absurd memory) once the
+# run exists: numpy seeds are 32-bit, a rank or length beyond these is no QLoRA run on any machine.
+INT_BOUNDS = {"seed": (0, 2**32 - 1), "threads": (1, 1024), "lora_r": (1, 1024), "lora_alpha": (1, 1 << 16),
+              "max_length": (16, 1 << 20), "batch_size": (1, 1 << 16), "grad_accum": (1, 1 << 16),
+              "eval_batch_size": (1, 1 << 16), "eval_max_new_tokens": (1, 1 << 16)}
+
+
+def _in_range(name: str, value: Any) -> Any:
+    """A number through the project's one set of number checks (`advisor.validate`)."""
+    kind = KIND[name]
+    if kind is int:
+        low, high = INT_BOUNDS.get(name, (1 if name in POSITIVE else 0, validate.MAX_COUNT))
+        return validate.count(name, value, at_least=low, at_most=high)
+    if kind is not float:
+        return value
+    if name in BELOW_ONE:
+        return validate.below_one(name, value)
+    return (validate.positive if name in POSITIVE else validate.non_negative if name in NON_NEGATIVE
+            else validate.finite)(name, value)
 
 
 def flag(name: str) -> str:
@@ -112,9 +135,9 @@ def load_file(path: str | os.PathLike) -> dict[str, tuple[Any, str]]:
     """Read a run.toml into {key: (value, where)}; unknown keys and bad TOML are one-line errors."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read config {path}: {exc}") from None
+        text = read_text(path, "config file", max_bytes=1 << 20)
+    except BadFile as exc:
+        raise UserError(f"cannot read config: {exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -143,16 +166,10 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         wanted = {tuple: "a list of module names", float: "a number", int: "a whole number", str: "a string",
                   bool: "true or false"}[kind]
         raise UserError(f"{where}: {name} must be {wanted}, got {value!r}")
-    if kind is float:
-        value = float(value)
-        if not math.isfinite(value):
-            raise UserError(f"{where}: {name} must be finite, got {value!r}")
-    if name in POSITIVE and value <= 0:
-        raise UserError(f"{where}: {name} must be > 0, got {value!r}")
-    if name in NON_NEGATIVE and value < 0:
-        raise UserError(f"{where}: {name} must be >= 0, got {value!r}")
-    if name in BELOW_ONE and value >= 1:
-        raise UserError(f"{where}: {name} must be < 1, got {value!r}")
+    try:
+        value = _in_range(name, value)
+    except AdvisorError as exc:
+        raise UserError(f"{where}: {exc}") from None
     choices = FIELDS[name].metadata.get("choices")
     if choices and value not in choices:
         raise UserError(f"{where}: {name} must be one of {', '.join(choices)}, got {value!r}{did_you_mean(value, choices)}")
@@ -187,6 +204,11 @@ def _check_split_form(checked: dict[str, Any], baseline: bool = False) -> None:
         raise UserError(f"missing {', '.join(missing)} (a run needs {' and '.join(flag(k) for k in wanted)})")
     if checked.get("n_sft") == 0 and checked.get("n_pft") == 0 and not baseline:
         raise UserError("n_sft and n_pft are both 0: nothing to train")
+    if wanted == BUDGET_KEYS:
+        try:
+            validate.check_purchase(*(checked[k] for k in BUDGET_KEYS))
+        except AdvisorError as exc:
+            raise UserError(str(exc)) from None
 
 
 def build(file: str | None, overrides: dict[str, Any], baseline: bool = False) -> RunConfig:
@@ -205,13 +227,18 @@ def build(file: str | None, overrides: dict[str, Any], baseline: bool = False) -
     values.update(given)
     checked = _checked(values)
     _check_split_form(checked, baseline)
+    for key in ("sft_file", "pft_file", "eval_file"):  # resolved now, so a resume from any folder reads the same files
+        if checked.get(key):
+            checked[key] = os.path.abspath(os.path.expanduser(checked[key]))
     if checked.get("accelerate_config"):  # recorded absolute, so `engine resume` finds it from anywhere
         accelerate_file = Path(checked["accelerate_config"]).expanduser().resolve()
         if not accelerate_file.is_file():
             raise UserError(f"{flag('accelerate_config')}: no such file {accelerate_file}")
         checked["accelerate_config"] = str(accelerate_file)
     if checked.get("threads") is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        checked["threads"] = int(os.environ["OMP_NUM_THREADS"]) or None
+        low, high = INT_BOUNDS["threads"]
+        threads = int(os.environ["OMP_NUM_THREADS"])
+        checked["threads"] = threads if low <= threads <= high else None
     return RunConfig(**checked)
 
 

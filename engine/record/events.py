@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from advisor.safe_files import loads
+from engine.record.output import SafeOut
+
 SCHEMA_VERSION = 1
 NUMBER = (int, float)
 
@@ -104,7 +107,7 @@ class EventWriter:
     def __init__(self, path: Path, run_id: str, stdout: IO[str] | None = None):
         self.path = Path(path)
         self.run_id = run_id
-        self.stdout = stdout
+        self.stdout = None if stdout is None else stdout if isinstance(stdout, SafeOut) else SafeOut(stdout)
         self._lock = threading.Lock()
         self._file = open(self.path, "a", encoding="utf-8")
         if self._file.tell() > 0 and not self._ends_with_newline():
@@ -122,12 +125,9 @@ class EventWriter:
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
-            if self.stdout is not None:
-                try:
-                    self.stdout.write(line + "\n")
-                    self.stdout.flush()
-                except OSError:  # the reader left (the TUI quit, or `| head`): the events file goes on
-                    self.stdout = None
+            if self.stdout is not None:  # a SafeOut: the reader may leave (`| head`), the events file goes on
+                self.stdout.write(line + "\n")
+                self.stdout.flush()
         return event
 
     def close(self) -> None:
@@ -143,8 +143,8 @@ class EventWriter:
 def parse_line(line: str | bytes) -> dict | None:
     """One event from one line, or None for a blank, torn or non-object line."""
     try:
-        event = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+        event = loads(line)  # guarded: a hostile line (nested 100,000 deep) is skipped like a torn one
+    except ValueError:  # also UnicodeDecodeError and the guards' BadFile
         return None
     return event if isinstance(event, dict) else None
 
@@ -152,6 +152,14 @@ def parse_line(line: str | bytes) -> dict | None:
 def read_events(path: Path) -> list[dict]:
     """Every readable event of a file, in order; unreadable lines are skipped."""
     return EventTail(Path(path)).read_new(final=True)
+
+
+def last_ending(events: list[dict]) -> str | None:
+    """How the last attempt of a run ended by its own account: the status of the last
+    `run_finished` after the last `run_started`/`resumed`, or None when it wrote none (it died)."""
+    starts = [i for i, e in enumerate(events) if e.get("type") in ("run_started", "resumed")]
+    endings = [e.get("status") for e in events[starts[-1] if starts else 0:] if e.get("type") == "run_finished"]
+    return endings[-1] if endings and endings[-1] in FINAL_STATUSES else None
 
 
 @dataclass
@@ -190,4 +198,5 @@ class EventTail(LineTail):
 
 __all__ = [
     "SCHEMA_VERSION", "EVENT_FIELDS", "EventWriter", "EventTail", "LineTail", "read_events", "parse_line", "problems",
+    "last_ending",
 ]

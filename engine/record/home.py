@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.record.errors import UserError
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def home_dir() -> Path:
@@ -18,7 +18,9 @@ def home_dir() -> Path:
     explicit = os.environ.get("BUDGETTUI_HOME")
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(xdg):  # the XDG spec: a relative value is invalid and must be ignored
+        xdg = str(Path.home() / ".local" / "share")
     return Path(xdg) / "budgettui"
 
 
@@ -41,7 +43,7 @@ def new_run_id() -> str:
 
 def check_run_id(run_id: str) -> str:
     """Reject anything that is not a plain run id (no separators, `..`, NUL or absolute paths)."""
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):  # `$` would let "abc\n" through
         raise UserError(f"invalid run id {run_id!r}: use letters, digits, '-' and '_' only")
     return run_id
 

@@ -16,5 +16,5 @@ def load_past_runs(files: list[Path] | None = None) -> list[Run]:
     if home.store_path().exists():
         from engine.record.store import RunStore
 
-        runs.extend(RunStore().past_runs())
+        runs.extend(RunStore(create=False).past_runs())
     return runs

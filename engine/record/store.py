@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from advisor.safe_files import loads
 from engine.record import home
 from engine.record.errors import UserError
 from engine.record.model_names import canonical_model
@@ -109,23 +110,78 @@ def _is_score(row: sqlite3.Row) -> bool:
             and row["value"] is not None and 0 <= row["value"] <= 1)
 
 
-def _point(row: sqlite3.Row) -> tuple[int, int]:
+def _point(stage: str, run: dict) -> tuple[int, int]:
     """Where an evaluation stands: the base at (0, 0), the SFT policy at (n_sft, 0), the final one at (n_sft, n_pft)."""
-    return {"base": (0, 0), "sft": (row["n_sft"], 0), "dpo": (row["n_sft"], row["n_pft"])}[row["stage"]]
+    return {"base": (0, 0), "sft": (run["n_sft"], 0), "dpo": (run["n_sft"], run["n_pft"])}[stage]
 
 
-def _row(row: sqlite3.Row) -> dict:
+def _opened(uri: str) -> sqlite3.Connection:
+    """A connection that has read the schema (so a file SQLite cannot open fails here)."""
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _told_ending(run_dir: object) -> str:
+    """A dead run's status by its own events (a full disk may have let it write its ending
+    there but not here), else `interrupted`: the row then agrees with events.jsonl."""
+    from engine.record.events import last_ending, read_events
+
+    if not isinstance(run_dir, str):
+        return "interrupted"
+    try:
+        return last_ending(read_events(Path(run_dir) / "events.jsonl")) or "interrupted"
+    except OSError:
+        return "interrupted"
+
+
+class DamagedRow(UserError):
+    """A row of the store that cannot be read as a run; the message names the store and the run."""
+
+
+NEEDED_COLUMNS = ("run_id", "task", "model", "n_sft", "n_pft", "status", "config", "run_dir", "created_at")
+NUMBER_COLUMNS = ("params_b", "n_sft", "n_pft", "pid", "created_at", "heartbeat_at", "finished_at", "score")
+
+
+def _row(row: sqlite3.Row, store: Path) -> dict:
+    """One run from its row — the one decoder every reader goes through. A damaged row (JSON
+    that does not parse, text in a number column, a foreign table) is a `DamagedRow`."""
     record = dict(row)
+    where = f"run store {store}, run {record.get('run_id')!r}"
+    missing = [column for column in NEEDED_COLUMNS if column not in record]
+    if missing:
+        raise DamagedRow(f"run store {store}: not a budgettui runs table (no column {', '.join(missing)})")
+    for key in NUMBER_COLUMNS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DamagedRow(f"{where}: {key} holds {value!r}, not a number")
+    for key in ("run_id", "task", "model", "status", "run_dir"):
+        if not isinstance(record[key], str):
+            raise DamagedRow(f"{where}: {key} holds {record[key]!r}, not text")
     for key in ("config", "results"):
-        record[key] = json.loads(record[key]) if record.get(key) else None
+        text = record.get(key)
+        try:
+            record[key] = loads(text) if text else None
+        except (ValueError, TypeError):
+            raise DamagedRow(f"{where}: {key} is not readable JSON") from None
+        if record[key] is not None and not isinstance(record[key], dict):
+            raise DamagedRow(f"{where}: {key} is not a JSON object")
     return record
 
 
 class RunStore:
     """Runs (config, status, times, results) and their metrics, in `home/runs.sqlite`."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, create: bool = True):
         self.path = Path(path) if path is not None else home.store_path()
+        self.damaged: list[str] = []  # one line per row the last read skipped
+        if not create:  # a reader: never creates the store, and opens it read-only (a full disk can still list)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -145,6 +201,41 @@ class RunStore:
             yield db
         finally:
             db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection | None]:
+        """A read-only connection (None when there is no store yet: reading never creates one);
+        any SQLite error is one line naming the store."""
+        if not self.path.exists():
+            yield None
+            return
+        try:
+            db = self._read_only()
+            try:
+                yield db
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise UserError(f"cannot read the run store {self.path}: {exc}") from None
+
+    def _read_only(self) -> sqlite3.Connection:
+        """Read-only; where not even SQLite's shared-memory file can be made (a full disk, a
+        read-only folder) the main file is read as it stands, without the not yet merged WAL."""
+        uri = self.path.resolve().as_uri()
+        try:
+            return _opened(f"{uri}?mode=ro")
+        except sqlite3.OperationalError:
+            return _opened(f"{uri}?mode=ro&immutable=1")
+
+    def _decoded(self, rows) -> list[dict]:
+        """Rows as runs; damaged ones are skipped and named in `self.damaged`."""
+        runs, self.damaged = [], []
+        for row in rows:
+            try:
+                runs.append(_row(row, self.path))
+            except DamagedRow as exc:
+                self.damaged.append(str(exc))
+        return runs
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -220,14 +311,13 @@ class RunStore:
         host, now = socket.gethostname(), time.time()
         dead = []
         with self._write() as db:
-            for row in db.execute("SELECT run_id, pid, host, heartbeat_at FROM runs WHERE status = 'running'"):
+            for row in db.execute("SELECT run_id, pid, host, heartbeat_at, run_dir FROM runs WHERE status = 'running'"):
                 local_and_gone = row["host"] == host and not _pid_alive(row["pid"])
                 silent = (now - (row["heartbeat_at"] or 0)) > STALE_HEARTBEAT_S
                 if local_and_gone or silent:
-                    dead.append(row["run_id"])
-            db.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ? AND status = 'running'",
-                           [(run_id,) for run_id in dead])
-        return dead
+                    dead.append((_told_ending(row["run_dir"]), row["run_id"]))
+            db.executemany("UPDATE runs SET status = ? WHERE run_id = ? AND status = 'running'", dead)
+        return [run_id for _, run_id in dead]
 
     # --- reads --------------------------------------------------------------------------
     @staticmethod
@@ -238,16 +328,19 @@ class RunStore:
         return row
 
     def get_run(self, run_id: str) -> dict:
-        with self._connect() as db:
-            return _row(self._require(db, run_id))
+        with self._read() as db:
+            if db is None:
+                raise UserError(f"no run with id {run_id!r} (see `engine runs list`)")
+            return _row(self._require(db, run_id), self.path)
 
     def list_runs(self) -> list[dict]:
-        with self._connect() as db:
-            return [_row(r) for r in db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id")]
+        """Every readable run, newest first; damaged rows are skipped and named in `damaged`."""
+        with self._read() as db:
+            return [] if db is None else self._decoded(db.execute("SELECT * FROM runs ORDER BY created_at DESC, run_id"))
 
     def metrics(self, run_id: str) -> list[dict]:
-        with self._connect() as db:
-            return [dict(r) for r in db.execute(
+        with self._read() as db:
+            return [] if db is None else [dict(r) for r in db.execute(
                 "SELECT stage, name, value, time FROM metrics WHERE run_id = ? ORDER BY id", (run_id,))]
 
     def evaluations(self) -> list[dict]:
@@ -255,17 +348,29 @@ class RunStore:
         the run's task, canonical model, params_b and status, the stage, its point (n_sft, n_pft),
         the metric, its value and whether it is a true score. A running run's are left out until
         it ends; a stopped, failed or interrupted run keeps the evaluations it finished."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT r.run_id, r.task, r.model, r.params_b, r.n_sft, r.n_pft, r.status, m.stage, m.name,"
-                " m.value, m.higher_is_better, m.lower_bound, m.upper_bound FROM metrics m JOIN runs r USING (run_id)"
-                f" WHERE m.higher_is_better IS NOT NULL AND m.stage IN {EVAL_STAGES} AND r.status != 'running'"
-                " ORDER BY r.created_at, r.run_id, m.id").fetchall()
-        latest = {(row["run_id"], row["stage"]): row for row in rows}  # a stage evaluated twice: its last
-        return [{"run_id": row["run_id"], "task": row["task"], "model": canonical_model(row["model"]),
-                 "params_b": row["params_b"], "status": row["status"], "stage": row["stage"],
-                 "n_sft": _point(row)[0], "n_pft": _point(row)[1], "metric": row["name"], "value": row["value"],
-                 "score": _is_score(row)} for row in latest.values()]
+        with self._read() as db:
+            if db is None:
+                return []
+            runs = {run["run_id"]: run for run in self._decoded(db.execute(
+                "SELECT * FROM runs WHERE status != 'running' ORDER BY created_at, run_id"))
+                    if not (run["config"] or {}).get("allow_missing_weights")}  # partly random weights: no evidence
+            rows = db.execute("SELECT run_id, stage, name, value, higher_is_better, lower_bound, upper_bound"
+                              f" FROM metrics WHERE higher_is_better IS NOT NULL AND stage IN {EVAL_STAGES}"
+                              " ORDER BY id").fetchall()
+        latest = {}
+        for row in rows:
+            value = row["value"]
+            if row["run_id"] in runs and isinstance(value, (int, float)) and not isinstance(value, bool):
+                latest[(row["run_id"], row["stage"])] = row  # a stage evaluated twice: its last
+        order = {run_id: index for index, run_id in enumerate(runs)}
+        points = []
+        for (run_id, stage), row in sorted(latest.items(), key=lambda item: order[item[0][0]]):
+            run = runs[run_id]
+            n_sft, n_pft = _point(stage, run)
+            points.append({"run_id": run_id, "task": run["task"], "model": canonical_model(run["model"]),
+                           "params_b": run["params_b"], "status": run["status"], "stage": stage, "n_sft": n_sft,
+                           "n_pft": n_pft, "metric": row["name"], "value": row["value"], "score": _is_score(row)})
+        return points
 
     def past_runs(self, exclude: set[str] | frozenset[str] = frozenset()) -> list:
         """The advisor's past runs from this store: every evaluated stage of every run is a point —
@@ -297,18 +402,16 @@ class RunStore:
                 runs.append(Run(task=point["task"], model=point["model"], params_b=point["params_b"],
                                 n_sft=point["n_sft"], n_pft=point["n_pft"], score=score, metric=point["metric"],
                                 source=source))
-            except AdvisorError as exc:
-                raise UserError(f"run store {self.path}, run {point['run_id']}: {exc}") from None
+            except AdvisorError as exc:  # damaged: skipped like any other unreadable row
+                self.damaged.append(f"run store {self.path}, run {point['run_id']!r}: {exc}")
         return runs
 
     def known_params_b(self, model: str) -> float | None:
         """The size the engine measured on the latest run of `model` (any spelling of it), if any."""
         from engine.record.model_names import same_model
 
-        with self._connect() as db:
-            rows = db.execute("SELECT model, params_b FROM runs WHERE params_b > 0"
-                              " ORDER BY created_at DESC").fetchall()
-        return next((row["params_b"] for row in rows if same_model(row["model"], model)), None)
+        runs = [run for run in self.list_runs() if isinstance(run["params_b"], (int, float)) and run["params_b"] > 0]
+        return next((run["params_b"] for run in runs if same_model(run["model"], model)), None)
 
     def base_scores(self, task: str, model: str) -> dict[str, float]:
         """{metric: mean base-model score} measured for this task and model (any spelling of it)."""
@@ -325,12 +428,15 @@ class RunStore:
         """{stage: {run_id: seconds per example}} over finished runs of `model` (any spelling of it)."""
         from advisor.records import model_key
 
-        with self._connect() as db:
-            rows = db.execute("SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
-                              " WHERE r.status = 'finished' AND m.name = 'seconds_per_example' AND m.value > 0"
-                              " ORDER BY m.id").fetchall()
+        with self._read() as db:
+            rows = [] if db is None else db.execute(
+                "SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
+                " WHERE r.status = 'finished' AND m.name = 'seconds_per_example' AND m.value > 0"
+                " ORDER BY m.id").fetchall()
         timings: dict[str, dict[str, float]] = {}
         for row in rows:
+            if not isinstance(row["value"], float) or not isinstance(row["model"], str):
+                continue  # a damaged metric row
             if model_key(row["model"]) == model_key(model):
                 timings.setdefault(row["stage"], {})[row["run_id"]] = row["value"]  # a run's latest timing
         return timings
@@ -351,14 +457,19 @@ class RunStore:
         from advisor.records import model_key
 
         names = ("stage_seconds", "peak_memory_bytes", "forecast_seconds", "forecast_peak_memory_bytes")
-        with self._connect() as db:
-            rows = db.execute("SELECT r.run_id, r.model, r.config, m.stage, m.name, m.value FROM metrics m JOIN runs r"
-                              " USING (run_id) WHERE r.status = 'finished' AND r.host = ? AND m.name IN"
-                              f" ({', '.join('?' * len(names))}) ORDER BY m.id",
-                              (socket.gethostname(), *names)).fetchall()
+        with self._read() as db:
+            if db is None:
+                return []
+            runs = {run["run_id"]: run for run in self._decoded(db.execute(
+                "SELECT * FROM runs WHERE status = 'finished' AND host = ?", (socket.gethostname(),)))}
+            rows = db.execute(f"SELECT run_id, stage, name, value FROM metrics WHERE name IN"
+                              f" ({', '.join('?' * len(names))}) ORDER BY id", names).fetchall()
         found: dict[tuple[str, str], dict] = {}
         for row in rows:
-            if model_key(row["model"]) == model_key(model) and json.loads(row["config"]).get("threads") == threads:
+            run = runs.get(row["run_id"])
+            if run is None or not isinstance(row["value"], (int, float)):
+                continue
+            if model_key(run["model"]) == model_key(model) and (run["config"] or {}).get("threads") == threads:
                 entry = found.setdefault((row["run_id"], row["stage"]), {"run_id": row["run_id"], "stage": row["stage"],
                                                                           **dict.fromkeys(names, 0.0)})
                 entry[row["name"]] = row["value"] or 0.0

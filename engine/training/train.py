@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from engine.training import checkpoints, distributed
-from engine.record import compute
+from advisor.safe_files import BadFile, loads, read_text
+from engine.training import checkpoints, distributed, fingerprint, model_checks
+from engine.record import compute, output
 from engine.training.callbacks import stage_callbacks
 from engine.record.config import RunConfig, from_dict, with_split
 from engine.record.errors import UserError, first_line
@@ -33,7 +34,8 @@ from engine.record.events import EventWriter, read_events
 from engine.record.generations import generations_file
 from engine.record.home import check_run_id, inside, new_run_id, run_dir
 from engine.record.model_names import canonical_model
-from engine.training.lifecycle import Heartbeat, PipeOut, StopSignal
+from engine.record.run_lock import RunLock
+from engine.training.lifecycle import Heartbeat, StopSignal
 from engine.training.report import LibraryLogs, Report, quiet_libraries
 from engine.record.store import RunStore
 
@@ -180,25 +182,33 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
 
     store = RunStore()
     store.mark_dead_runs()
-    run_id = check_run_id(run_id) if run_id else new_run_id()
+    run_id = new_run_id() if run_id is None else check_run_id(run_id)  # `--run-id ''` is refused, not replaced
     folder = run_dir(run_id)
     if folder.exists():
         raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
     plan, advice = build_plan(config)
     config, spec = plan.config, plan.spec
+    checks = tuple(model_checks.preflight(spec.path, config, plan))
+    for warning in checks:
+        Report(human).warn(warning)
+    plan = dataclasses.replace(plan, warnings=(*plan.warnings, *checks))
     forecast = checked_forecast(plan, memory_limit)
+    prints = fingerprint.of(config, plan.task, spec.path)
     store.create_run(run_id, task=config.task, model=config.model, params_b=spec.params_b, n_sft=config.n_sft,
                      n_pft=config.n_pft, config=config.to_dict(), run_dir=str(folder), pid=os.getpid())
-    folder.mkdir(parents=True)
-    checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
-    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
-    figures = forecast.as_dict() if forecast else None
-    for stage, figure in (figures or {}).get("stages", {}).items():  # what the measured stages are held to
-        store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
-        store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
-    run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
-                    params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
-                    forecast=figures)
+    with _undo_running(store, run_id, "failed"):
+        folder.mkdir(parents=True)
+        lock = RunLock(folder, run_id).acquire()
+        checkpoints.write_json_atomic(inside(folder, CONFIG_FILE), config.to_dict())
+        checkpoints.write_json_atomic(inside(folder, fingerprint.FINGERPRINT_FILE), prints)
+        run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock=lock)
+        figures = forecast.as_dict() if forecast else None
+        for stage, figure in (figures or {}).get("stages", {}).items():  # what the measured stages are held to
+            store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
+            store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
+        run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
+                        params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
+                        forecast=figures, fingerprint=prints)
     if advice is not None:
         low, high = advice["interval"]
         run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
@@ -209,25 +219,54 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
     return run
 
 
+@contextlib.contextmanager
+def _undo_running(store: RunStore, run_id: str, status: str):
+    """A run that fails before it starts never stays `running`: its row goes to `status`."""
+    try:
+        yield
+    except BaseException as exc:
+        if status == "failed" and isinstance(exc, KeyboardInterrupt):
+            status = "stopped"
+        with contextlib.suppress(UserError):
+            store.set_status(run_id, status, error=first_line(exc) if status == "failed" else None)
+        raise
+
+
 def _reopen(run_id: str, events_stdout: bool, human: bool, logs: LibraryLogs) -> "LiveRun":
     store = RunStore()
     store.mark_dead_runs()
     record = store.get_run(check_run_id(run_id))
+    folder = run_dir(run_id)
+    if not folder.is_dir():
+        raise UserError(f"run {run_id} has no run folder ({folder}); nothing to resume")
+    lock = RunLock(folder, run_id).acquire()  # one owner: a second resume is refused here
+    record = store.get_run(run_id)  # read again now that no other process can change it
     if record["status"] == "finished":
         raise UserError(f"run {run_id} already finished; nothing to resume")
     if record["status"] == "running":
         raise UserError(f"run {run_id} is still running (pid {record['pid']})")
-    folder = run_dir(run_id)
     plan = saved_plan(folder)
+    fingerprint.check(_saved_fingerprint(folder), fingerprint.of(plan.config, plan.task, plan.spec.path), run_id)
     store.set_status(run_id, "running")
-    store.heartbeat(run_id, pid=os.getpid())
-    run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs)
-    run.measured = False  # a resumed stage's time is not the stage's time
-    stage, step = run.position()
-    if plan.stages:  # a baseline run has only its evaluation to redo
-        run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
-    run.report.say(f"resuming run {run_id} in {stage} at step {step}")
+    with _undo_running(store, run_id, record["status"]):  # a resume that fails to start changes nothing
+        store.heartbeat(run_id, pid=os.getpid())
+        run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock=lock)
+        run.measured = False  # a resumed stage's time is not the stage's time
+        stage, step = run.position()
+        if plan.stages:  # a baseline run has only its evaluation to redo
+            run.events.emit("resumed", stage=stage, step=step, pid=os.getpid())
+        run.report.say(f"resuming run {run_id} in {stage} at step {step}")
     return run
+
+
+def _saved_fingerprint(folder: Path) -> dict | None:
+    path = inside(folder, fingerprint.FINGERPRINT_FILE)
+    if not path.exists():
+        return None  # a run made before fingerprints were recorded
+    try:
+        return loads(read_text(path, "fingerprint file"))
+    except (BadFile, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
 
 
 def saved_plan(folder: Path) -> Plan:
@@ -236,8 +275,8 @@ def saved_plan(folder: Path) -> Plan:
 
     config_path = inside(folder, CONFIG_FILE)
     try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        saved = loads(read_text(config_path, "config file"))
+    except (BadFile, ValueError) as exc:
         raise UserError(f"cannot read {config_path}: {exc}") from None
     config = from_dict(saved, str(config_path))
     task = _task(config)
@@ -304,7 +343,8 @@ class LiveRun:
     writes the log, events, store metrics and adapters, and evaluates."""
 
     def __init__(self, run_id: str, folder: Path, plan: Plan, store: RunStore | None, events_stdout: bool,
-                 report: Report, logs: LibraryLogs, main: bool = True):
+                 report: Report, logs: LibraryLogs, main: bool = True, lock: RunLock | None = None):
+        self.lock = lock  # the owner's, held for the life of the run (released by the OS if the process dies)
         self.run_id = run_id
         self.folder = folder
         self.plan = plan
@@ -315,7 +355,7 @@ class LiveRun:
         self.main = main
         if main:
             logs.to_file(inside(folder, LOG_FILE))
-            self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=PipeOut() if events_stdout else None)
+            self.events = EventWriter(inside(folder, EVENTS_FILE), run_id, stdout=output.stdout() if events_stdout else None)
         else:
             self.events = distributed.SilentEvents()
         self.stop = StopSignal()
@@ -329,7 +369,7 @@ class LiveRun:
     def position(self) -> tuple[str, int]:
         """The stage training continues in and the step of its last complete checkpoint."""
         for stage in self.plan.stages:
-            latest = checkpoints.latest_complete(self.stage_path(stage, "checkpoints"))
+            latest = checkpoints.latest_complete(self.stage_path(stage, "checkpoints"), verify=True)
             step = checkpoints.trainer_position(latest)[0] if latest else 0
             if not self.stage_path(stage, "adapter").exists() or stage == self.plan.stages[-1]:
                 return stage, step
@@ -363,6 +403,8 @@ class LiveRun:
             self.stop.uninstall()
             self.events.close()
             self.logs.close()
+            if self.lock is not None:
+                self.lock.release()
 
     def _heartbeat(self):
         return Heartbeat(self.store, self.run_id)
@@ -414,11 +456,14 @@ class LiveRun:
         from engine.training import stages
 
         folder = self.stage_path(stage, "checkpoints")
-        latest = checkpoints.latest_complete(folder)
+        for bad in checkpoints.damaged(folder):
+            self.warn(f"{stage} {bad.name} is damaged (its files no longer match their record); "
+                      "continuing from the previous complete checkpoint")
+        latest = checkpoints.latest_complete(folder, verify=True)
         start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
         if self.main:
-            checkpoints.prune(folder, self.config.keep_checkpoints)
+            checkpoints.prune(folder, self.config.keep_checkpoints, verify=True)
         callbacks = stage_callbacks(self.events if self.main else None, stage, len(examples), self.folder,
                                     self.config.keep_checkpoints, self.stop, progress=self.report.enabled,
                                     ranks=distributed.world_size())
@@ -520,7 +565,9 @@ class LiveRun:
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 DISK_FULL_MESSAGE = "out of disk space (or over a file-size limit): {}"
 DISK_FULL_TEXTS = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS) + tuple(
-    f"os error {code})" for code in DISK_FULL_ERRNOS)
+    f"os error {code})" for code in DISK_FULL_ERRNOS) + (
+    "unexpected pos",  # torch.save's zip writer after a short write: how it reports a full disk
+)
 
 
 def _disk_full(exc: BaseException | None) -> bool:
