@@ -13,8 +13,9 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
 
 `baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error)
 and `pilot … --json` prints PILOTS, in the shapes `engine baseline` and `engine pilot` print.
-`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints), or, when
-$FAKE_ENGINE_FORECAST is "refuse", the engine's one-line refusal and exit 2.
+`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints) once a forecast
+without `--cached-only` has "calibrated", or, when $FAKE_ENGINE_FORECAST is "refuse", the engine's
+one-line refusal and exit 2.
 """
 
 from __future__ import annotations
@@ -155,7 +156,19 @@ REFUSAL = ("the run needs about 3.00 GiB at its peak (SFT) but 1.00 GiB is avail
            "use a smaller batch (--batch-size 1)")
 
 
+NO_CALIBRATION = "no calibration of this plan on this machine yet"
+CALIBRATED_FILE = "fake-calibrated"  # in the home: a forecast without --cached-only has calibrated
+
+
 def forecast(argv: list[str]) -> int:
+    """`forecast … --json [--cached-only]`: FORECAST once calibrated (a forecast without
+    --cached-only calibrates), else the engine's refusal; or REFUSAL with $FAKE_ENGINE_FORECAST=refuse."""
+    calibrated = home_dir() / CALIBRATED_FILE
+    if "--cached-only" in argv and not calibrated.exists():
+        print(f"engine: error: {NO_CALIBRATION}: `engine forecast` without --cached-only makes one", file=sys.stderr)
+        return 2
+    home_dir().mkdir(parents=True, exist_ok=True)
+    calibrated.touch()
     if os.environ.get("FAKE_ENGINE_FORECAST") == "refuse":
         print(f"engine: error: {REFUSAL}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ def test_the_demo_model_needs_no_size_under_any_name(tmp_path):
 @pytest.mark.parametrize("args, problem", [
     (["--task", "nope", "--model", "tiny"], "unknown task 'nope'"),
     (["--task", "gsm8k_math", "--model", "tiny", "--n-sft", "4"], "unrecognized arguments: --n-sft"),
-    (["--task", "gsm8k_math", "--model", "tiny", "--eval-size", "0"], "eval_size must be > 0"),
+    (["--task", "gsm8k_math", "--model", "tiny", "--eval-size", "0"], "eval_size must be at least 1"),
     (["--model", "tiny"], "no task given"),
 ])
 def test_bad_input_is_one_line_and_records_nothing(tmp_path, args, problem):

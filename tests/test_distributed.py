@@ -169,7 +169,7 @@ def test_the_launch_command_is_torchrun_or_the_users_accelerate_config(tmp_path)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--nproc", "0"], "nproc must be > 0"),
+    (["--nproc", "0"], "nproc must be at least 1"),
     (["--nproc", "2", "--accelerate-config", "missing.yaml"], "--accelerate-config: no such file"),
 ])
 def test_bad_process_settings_are_one_line_and_create_nothing(tmp_path, flags, message):

@@ -35,6 +35,15 @@ def test_the_forecast_has_every_stage_with_its_source(calibrated):
     assert figures["gpu_hours"] == pytest.approx(figures["total_seconds"] / 3600)
 
 
+def test_cached_only_never_calibrates(tmp_path, calibrated):
+    fresh = engine(tmp_path, "forecast", *PLAN, "--json", "--cached-only")
+    assert fresh.returncode == 2 and fresh.stdout == ""
+    assert fresh.stderr.count("\n") == 1 and "no calibration of this plan on this machine yet" in fresh.stderr
+    assert not (tmp_path / "calibration").exists()
+    home, figures = calibrated
+    assert json_out(engine(home, "forecast", *PLAN, "--json", "--cached-only", "--gpu-hour-price", "2")) == figures
+
+
 def test_a_second_forecast_reuses_the_cached_calibration(calibrated):
     home, first = calibrated
     cache = list((home / "calibration").glob("*.json"))

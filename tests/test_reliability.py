@@ -112,6 +112,7 @@ def _store_with_damage(home: Path) -> RunStore:
     store = RunStore(home / "runs.sqlite")
     store.create_run("good", task="gsm8k_math", model="Llama-3.1-8B (base)", params_b=8.0, n_sft=100, n_pft=0,
                      config={"seed": 1}, run_dir=str(home / "runs" / "good"), pid=1)
+    store.add_eval("good", "sft", "exact_match", 0.4, higher_is_better=True, lower=0.0, upper=1.0)
     store.finish_run("good", status="finished", score=0.4, metric="exact_match", results={})
     with sqlite3.connect(home / "runs.sqlite") as db:
         db.execute("INSERT INTO runs (run_id, task, model, n_sft, n_pft, status, config, run_dir, created_at,"
@@ -126,7 +127,7 @@ def test_readers_skip_damaged_rows_name_them_and_keep_the_others(tmp_path):
     store = _store_with_damage(home)
     assert [r["run_id"] for r in store.list_runs()] == ["good"]
     assert len(store.damaged) == 2 and all(str(store.path) in line for line in store.damaged)
-    assert [r.source for r in store.past_runs()] == ["store:good"]
+    assert [r.source for r in store.past_runs()] == ["store:good:sft"]
     with pytest.raises(UserError, match="run 'torn': config is not readable JSON"):
         store.get_run("torn")
 

@@ -98,7 +98,7 @@ def test_show_draws_measured_scores_beside_predictions(swept, tmp_path):
     (["--budgets", "0.5"], "buys no examples"),
     (["--name", "../up"], "invalid sweep name"),
     (["--ratios", "0.5,0.5"], "lists a value twice"),
-    (["--eval-size", "0"], "eval_size must be > 0"),
+    (["--eval-size", "0"], "eval_size must be at least 1"),
     (["--n-sft", "3"], "invalid choice"),  # a stray value: the sweep takes no position but `show`
 ])
 def test_bad_input_is_one_line_and_saves_nothing(tmp_path, args, problem):

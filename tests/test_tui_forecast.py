@@ -3,7 +3,7 @@ Textual's pilot against the fake engine (which answers `forecast --json` as the 
 
 import asyncio
 
-from fake_engine import ENGINE_CMD, FORECAST, REFUSAL, screen_text, wait_until
+from fake_engine import ENGINE_CMD, FORECAST, NO_CALIBRATION, REFUSAL, screen_text, wait_until
 from tui.app import BudgetApp
 from tui.components.forecast_panel import ForecastPanel, duration
 from tui.inputs import PlanInputs
@@ -14,10 +14,15 @@ SIZE = (120, 48)
 
 
 async def forecast_answered(pilot) -> ForecastPanel:
+    """The panel after the user asked for the forecast (F5): typing alone never calibrates."""
     plan = pilot.app.plan_screen
     await wait_until(pilot, lambda: plan.advice is not None, what="the recommendation")
     panel = plan.query_one(ForecastPanel)
-    await wait_until(pilot, lambda: panel.figures is not None or panel.problem, what="the forecast")
+    await wait_until(pilot, lambda: panel.problem, what="the cached-only answer")
+    assert NO_CALIBRATION in panel.problem  # nothing cached yet, and nothing calibrated behind the user's back
+    await pilot.press("f5")
+    await wait_until(pilot, lambda: panel.figures is not None or (panel.problem and NO_CALIBRATION not in panel.problem),
+                     what="the forecast")
     await pilot.pause()
     return panel
 

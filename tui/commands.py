@@ -1,7 +1,7 @@
 """The command palette (ctrl+p): the app's main actions by name, next to Textual's own commands.
 
-On the plan screen: launch the recommended run, switch the plot, and measure the base model's
-score where the plan screen offers it; everywhere: the past runs."""
+On the plan screen: launch the recommended run, switch the plot, measure the base model's score,
+forecast the run, propose and run pilots; everywhere: the past runs."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ class BudgetCommands(Provider):
             found += [
                 ("Launch run", screen.action_launch, "confirm and start the engine on the recommended split"),
                 ("Switch plot", screen.action_toggle_plot, "budget line ↔ iso-score curves"),
+                ("Measure base score", screen.action_measure_base_score,
+                 "score the untrained model on the task's held-out set"),
+                ("Forecast this run", screen.action_forecast,
+                 "time and memory per stage on this machine (calibrates it first when it must)"),
+                ("Propose pilot runs", screen.action_plan_pilots, "the small runs worth paying for before the big one"),
+                ("Run the pilots", screen.action_run_pilots, "launch the proposed pilots one after another"),
             ]
-            measure = getattr(screen, "action_measure_base_score", None)  # offered by plan screens that can
-            if measure is not None:
-                found.append(("Measure base score", measure, "score the untrained model on the task's held-out set"))
         found.append(("Past runs", partial(self.app.run_action, "show_runs"), "every run in the store; Enter opens one"))
         return found
 

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("forecast", help="forecast a run's time, memory and cost per stage on this machine",
                             description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="never calibrate: forecast from this machine's cached calibration of the plan, or say "
+                             "there is none (exit 2)")
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     add_forecast_flags(parser)
     add_settings(parser, FIELDS, SIZE_THE_RUN)
@@ -51,6 +54,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
     import signal
     import warnings
 
+    from engine.record.errors import UserError
     from engine.training import forecast as forecasting
     from engine.training.report import quiet_libraries
     from engine.training.train import build_plan
@@ -61,7 +65,11 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         plan, _ = build_plan(resolved)
         quiet_libraries()
-        result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price)
+        result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price,
+                                      run_if_missing=not getattr(args, "cached_only", False))
+    if result is None:
+        raise UserError("no calibration of this plan on this machine yet: `engine forecast` without --cached-only "
+                        "makes one (a few timed steps of the model; minutes for a larger model on a CPU)")
     forecasting.refuse_if_too_big(result, args.memory_limit)
     if args.json:
         import json

@@ -83,15 +83,20 @@ class ForecastPanel(Static):
         self._child: subprocess.Popen | None = None
 
     def forecast(self, prefix: list[str], task: str, model: str, n_sft: int, n_pft: int,
-                 gpu_hour_price: float | None) -> None:
+                 gpu_hour_price: float | None, *, calibrate: bool = False) -> None:
+        """Ask for the plan's forecast. Without `calibrate` only a cached calibration is used, so
+        typing in the form never starts minutes of model steps behind the user's back; with it
+        (the user asked: ctrl+f) the engine calibrates this machine first when it must."""
         request = (task, model, n_sft, n_pft, gpu_hour_price)
-        if request == self.request:
+        if request == self.request and not (calibrate and self.figures is None):
             return
         self.request, self.figures, self.problem = request, None, ""
-        self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine "
-                         "(the first time calibrates it)…", style="dim"))
+        self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine"
+                         + (" (calibrating it first if it must: a few timed steps of the model)…" if calibrate
+                            else "…"), style="dim"))
         argv = [*prefix, "forecast", "--task", task, "--model", model, "--n-sft", str(n_sft), "--n-pft", str(n_pft),
-                "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else [])]
+                "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else []),
+                *([] if calibrate else ["--cached-only"])]
         self._ask(request, argv)
 
     @work(thread=True, group="forecast")

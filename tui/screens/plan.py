@@ -37,6 +37,7 @@ class PlanScreen(Screen):
         Binding("ctrl+b", "measure_base_score", "Measure base score"),
         Binding("ctrl+t", "plan_pilots", "Pilot runs"),
         Binding("ctrl+l", "run_pilots", "Run pilots"),
+        Binding("f5", "forecast", "Forecast"),
     ]
 
     # `compute_<name>` would make a reactive computed: the advice comes from the `ask_advisor` worker
@@ -131,8 +132,7 @@ class PlanScreen(Screen):
         self.refusal = ""
         self.query_one(InputsForm).show_reason("gpu_hour_price", advice.compute_problem)
         self.advice = advice
-        self.query_one(ForecastPanel).forecast(self.app.engine_cmd or engine_prefix(), advice.inputs.task,
-                                               advice.inputs.model, *advice.split, advice.inputs.gpu_hour_price)
+        self._forecast(advice, calibrate=False)
         self.query_one(PilotPanel).show_for(advice.inputs)
         if self.grid is not None and self.grid[0] == advice.inputs:
             self.query_one(IsoScorePlot).show(advice, self.grid[1])
@@ -171,6 +171,18 @@ class PlanScreen(Screen):
             self.post_message(LaunchRequested(self.advice, panel.figures, panel.problem))
         else:
             self.post_message(LaunchRequested(self.advice))
+
+    def _forecast(self, advice: Advice, *, calibrate: bool) -> None:
+        self.query_one(ForecastPanel).forecast(self.app.engine_cmd or engine_prefix(), advice.inputs.task,
+                                               advice.inputs.model, *advice.split, advice.inputs.gpu_hour_price,
+                                               calibrate=calibrate)
+
+    def action_forecast(self) -> None:
+        """Forecast the recommended run on this machine, calibrating it first when no calibration is cached."""
+        if self.advice is None or self.advice.inputs != self.inputs:
+            self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
+            return
+        self._forecast(self.advice, calibrate=True)
 
     # --- the next experiment (tui.components.pilot_panel) -------------------------------------
     def action_measure_base_score(self) -> None:
