@@ -81,7 +81,7 @@ def test_measure_base_score_is_listed_only_where_the_plan_screen_offers_it(home)
             listed = [name for name, _, _ in BudgetCommands(app.plan_screen).commands()]
             assert ("Measure base score" in listed) == hasattr(PlanScreen, "action_measure_base_score")
         app = BudgetApp(PLAN)
-        app.plan_screen = measuring = MeasuringPlanScreen(PLAN, app.planner)
+        app.plan_screen = measuring = MeasuringPlanScreen(PLAN, app.planner, app)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("ctrl+p", *"measure base")
             await pilot.pause(0.3)

@@ -5,6 +5,7 @@ kept up with, past runs open from the store, and the advisor refits as runs fini
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -172,6 +173,32 @@ def test_past_runs_list_the_store_and_open_one_from_its_events_file(home):
             await wait_until(pilot, lambda: opened.state.finished and opened.prediction is not None,
                              what="the run read from its file")
             assert opened.state.n_logs == SFT_STEPS + DPO_STEPS and opened.state.evals == watch.state.evals
+
+    asyncio.run(main())
+
+
+def test_past_runs_skip_a_damaged_row_and_name_it(home):
+    store = RunStore()
+    store.create_run("sound", task="gsm8k_math", model="tiny", params_b=0.0001, n_sft=8, n_pft=0,
+                     config={"seed": 1}, run_dir=str(run_dir("sound")), pid=1)
+    store.set_status("sound", "failed")
+    with sqlite3.connect(store.path) as db:
+        db.execute("INSERT INTO runs (run_id, task, model, n_sft, n_pft, status, config, run_dir, created_at)"
+                   " VALUES ('torn', 't', 'm-8B', 1, 1, 'finished', '{x', '/x', 2)")
+    db.close()
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+o")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
+            table = app.screen.query_one(RunsTable)
+            await wait_until(pilot, lambda: table.row_count == 1, what="the readable row")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "sound" in text and "1 run (1 failed)" in text
+            summary = str(app.screen.query_one("#runs-summary").render())
+            assert f"skipped run store {store.path}, run 'torn': config is not readable JSON" in summary
 
     asyncio.run(main())
 

@@ -23,7 +23,7 @@ from tui.advice import Planner
 from tui.child import EngineChild, stderr_capture
 from tui.commands import BudgetCommands
 from tui.inputs import FIELDS, PlanInputs, as_texts, parse_value, validate
-from tui.launch import Launch, build_launch
+from tui.launch import Launch, build_launch, engine_prefix
 from tui.messages import AdvisorFitted, ChildExited, FitFailed, LaunchRequested, OpenRun, RunEnded
 from tui.screens.confirm import ConfirmLaunch
 from tui.screens.plan import PlanScreen
@@ -59,7 +59,7 @@ class BudgetApp(App):
         self.new_id = new_id
         self.watches: dict[str, RunWatch] = {}
         self._ended: set[str] = set()
-        self.plan_screen = PlanScreen(inputs, self.planner)
+        self.plan_screen = PlanScreen(inputs, self.planner, self)
 
     def on_mount(self) -> None:
         self.push_screen(self.plan_screen)
@@ -79,6 +79,13 @@ class BudgetApp(App):
         self.plan_screen.post_message(AdvisorFitted(fitted.tasks, fitted.models))
 
     # --- runs -----------------------------------------------------------------------------
+    def engine_prefix(self) -> list[str]:
+        return self.engine_cmd or engine_prefix()
+
+    def run_status(self, run_id: str) -> str | None:
+        watch = self.watches.get(run_id)
+        return watch.state.status if watch is not None else None
+
     def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float],
                    forecast: dict | None = None) -> Launch:
         return build_launch(inputs, n_sft, n_pft, prediction, self.new_id(), self.engine_cmd, self.run_args,

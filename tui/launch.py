@@ -10,8 +10,12 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from tui.inputs import PlanInputs
+
+if TYPE_CHECKING:
+    from tui.advice import Planner
 
 ENGINE_ENV = "BUDGETTUI_ENGINE"
 
@@ -50,3 +54,26 @@ def build_launch(inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[f
     argv = [*(prefix or engine_prefix()), "run", "--task", inputs.task, "--model", inputs.model,
             "--n-sft", str(n_sft), "--n-pft", str(n_pft), "--events-stdout", "--run-id", run_id, *run_args]
     return Launch(run_id, argv, inputs, n_sft, n_pft, prediction, forecast)
+
+
+class RunHost(Protocol):
+    """What the plan screen and its panels may ask of the app that hosts them — a typed door
+    instead of untyped `self.app.…` calls (`tui.app.BudgetApp` implements it)."""
+
+    planner: Planner
+
+    def engine_prefix(self) -> list[str]:
+        """The argv that starts the engine (`python -m engine.cli`, or a test's stand-in)."""
+
+    def new_launch(self, inputs: PlanInputs, n_sft: int, n_pft: int, prediction: tuple[float, float, float],
+                   forecast: dict | None = None) -> Launch:
+        """The exact engine command for this split, with a fresh run id."""
+
+    def start_run(self, launch: Launch) -> None:
+        """Start the engine child and show its run screen."""
+
+    def run_status(self, run_id: str) -> str | None:
+        """The status of a run this app started (None for one it does not know)."""
+
+    def fit_advisor(self) -> object:
+        """Refit the advisor on the shipped and the stored runs, off the UI thread."""

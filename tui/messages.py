@@ -94,10 +94,12 @@ class OpenRun(Message):
 
 @dataclass
 class RunsLoaded(Message):
-    """The run store's rows, read off the UI thread; `problem` says why there are none to show."""
+    """The run store's rows, read off the UI thread; `problem` says why there are none to show,
+    `damaged` names each row the store had to skip."""
 
     runs: list[dict]
     problem: str = ""
+    damaged: tuple[str, ...] = ()
 
 
 @dataclass

@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from engine.record import home
 from tui.inputs import PlanInputs
+from tui.launch import RunHost
 from tui.pilots import (BaseScoreFailed, BaseScoreMeasured, PilotProposal, PilotsFailed, PilotsProposed, PilotStep,
                         ask_engine, baseline_argv, measure_base, pilot_argv)
 
@@ -26,8 +27,9 @@ class PilotPanel(Static):
 
     BORDER_TITLE = "Next experiment"
 
-    def __init__(self, **kwargs):
+    def __init__(self, host: RunHost, **kwargs):
         super().__init__("", **kwargs)
+        self.host = host
         self.inputs: PlanInputs | None = None
         self.base_scores: dict[str, float] = {}
         self.measuring: PlanInputs | None = None
@@ -70,15 +72,14 @@ class PilotPanel(Static):
     def advisor_refitted(self) -> None:
         """A run ended and the advisor was refitted: start the next pilot, and re-plan."""
         if self.running is not None:
-            watch = self.app.watches.get(self.running)
-            status = watch.state.status if watch is not None else None
+            ended, status = self.running, self.host.run_status(self.running)
             if status in ENDED:
                 self.running = None
                 if status == "finished" and self.queue:
                     self._launch_next()
                 elif status != "finished":
                     self.queue = []
-                    self.app.notify(f"pilot {watch.run_id} {status}: the remaining pilots are not started",
+                    self.app.notify(f"pilot {ended} {status}: the remaining pilots are not started",
                                     title="Pilots stopped", severity="warning")
         if self.wanted:
             self.proposal = None
@@ -166,21 +167,19 @@ class PilotPanel(Static):
         step, self.queue = self.queue[0], self.queue[1:]
         inputs = self.inputs
         try:
-            prediction = self.app.planner.predict(inputs.task, inputs.model, step.n_sft, step.n_pft,
+            prediction = self.host.planner.predict(inputs.task, inputs.model, step.n_sft, step.n_pft,
                                                   params_b=inputs.params_b, base_score=inputs.base_score)
         except (ValueError, RuntimeError) as exc:
             self.queue = []
             self.app.notify(str(exc), title="Cannot launch the pilot", severity="error")
             return
-        launch = self.app.new_launch(inputs, step.n_sft, step.n_pft, prediction)
+        launch = self.host.new_launch(inputs, step.n_sft, step.n_pft, prediction)
         self.running = launch.run_id
         self.launched.append(launch.run_id)
-        self.app.start_run(launch)
+        self.host.start_run(launch)
 
     def _prefix(self) -> list[str]:
-        from tui.launch import engine_prefix
-
-        return self.app.engine_cmd or engine_prefix()
+        return self.host.engine_prefix()
 
     # --- drawing -----------------------------------------------------------------------------
     def _redraw(self) -> None:

@@ -20,7 +20,7 @@ from tui.components.iso_plot import IsoScorePlot
 from tui.components.pilot_panel import PilotPanel
 from tui.components.recommendation_table import RecommendationView
 from tui.inputs import PlanInputs
-from tui.launch import engine_prefix
+from tui.launch import RunHost
 from tui.messages import (AdviceFailed, AdviceReady, AdvisorFitted, FitFailed, GridReady, InputsChanged,
                           LaunchRequested)
 from tui.pilots import BaseScoreMeasured
@@ -44,8 +44,9 @@ class PlanScreen(Screen):
     advice: reactive[Advice | None] = reactive(None, always_update=True, init=False)
     plot: reactive[str] = reactive("budget-plot", init=False)  # the id of the plot on show
 
-    def __init__(self, inputs: PlanInputs, planner: Planner):
+    def __init__(self, inputs: PlanInputs, planner: Planner, host: RunHost):
         super().__init__()
+        self.host = host
         self.initial = inputs
         self.planner = planner
         self.inputs: PlanInputs | None = inputs
@@ -62,7 +63,7 @@ class PlanScreen(Screen):
             with Vertical(id="advice-pane"):
                 yield RecommendationView("fitting the advisor on past runs…", id="recommendation")
                 yield ForecastPanel(id="forecast")
-                yield PilotPanel(id="pilot-panel")
+                yield PilotPanel(self.host, id="pilot-panel")
                 with ContentSwitcher(id="plots", initial="budget-plot"):
                     yield BudgetLinePlot(id="budget-plot")
                     yield IsoScorePlot(id="iso-plot")
@@ -173,7 +174,7 @@ class PlanScreen(Screen):
             self.post_message(LaunchRequested(self.advice))
 
     def _forecast(self, advice: Advice, *, calibrate: bool) -> None:
-        self.query_one(ForecastPanel).forecast(self.app.engine_cmd or engine_prefix(), advice.inputs.task,
+        self.query_one(ForecastPanel).forecast(self.host.engine_prefix(), advice.inputs.task,
                                                advice.inputs.model, *advice.split, advice.inputs.gpu_hour_price,
                                                calibrate=calibrate)
 
@@ -196,7 +197,7 @@ class PlanScreen(Screen):
     def _base_score_measured(self, message: BaseScoreMeasured) -> None:
         self.notify(f"{message.inputs.model} on {message.inputs.task}: {message.metric} {message.score:.3f}",
                     title="Base score measured")
-        self.app.fit_advisor()  # the new (0, 0) point counts
+        self.host.fit_advisor()  # the new (0, 0) point counts
         if self.inputs is not None and (self.inputs.task, self.inputs.model) == (message.inputs.task,
                                                                                  message.inputs.model):
             self.query_one("#in-base_score", Input).value = f"{message.score:.4g}"

@@ -42,23 +42,25 @@ class RunsScreen(Screen):
         except UserError as exc:
             self.post_message(RunsLoaded([], str(exc)))
             return
-        self.post_message(RunsLoaded(runs))
+        self.post_message(RunsLoaded(runs, damaged=tuple(store.damaged)))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
         if message.problem:
             self.query_one("#runs-summary", Static).update(message.problem)
         else:
-            self.show_runs(message.runs)
+            self.show_runs(message.runs, message.damaged)
 
-    def show_runs(self, runs: list[dict]) -> None:
+    def show_runs(self, runs: list[dict], damaged: tuple[str, ...] = ()) -> None:
         self.query_one(RunsTable).show(runs)
         counts: dict[str, int] = {}
         for run in runs:
             counts[run["status"]] = counts.get(run["status"], 0) + 1
         detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         summary = f"{len(runs)} run{'' if len(runs) == 1 else 's'}" + (f" ({detail})" if detail else "") + " · Enter opens a run"
-        self.query_one("#runs-summary", Static).update(summary if runs else "No runs yet: plan one and press ctrl+r.")
+        summary = summary if runs else "No runs yet: plan one and press ctrl+r."
+        skipped = "".join(f"\nskipped {line}" for line in damaged)  # named, as `engine runs list` names them
+        self.query_one("#runs-summary", Static).update(summary + skipped)
         self.query_one(RunsTable).focus()
 
     @on(DataTable.RowSelected)
