@@ -26,6 +26,10 @@ ARGS = [*TINY, "--n-sft", "32", "--n-pft", "32", "--grad-accum", "2", "--checkpo
 TWO = [*ARGS, "--batch-size", "2", "--nproc", "2"]
 ONE = [*ARGS, "--batch-size", "4"]
 TOLERANCE = 1e-5
+# Saved adapters of the two-process run against one process with the per-device batch doubled:
+# the same sums in another order, after dozens of optimizer steps on the taught tiny model
+# (measured 1.25e-5 at most; 4e-7 on the earlier, untrained tiny model).
+ADAPTER_TOLERANCE = 3e-5
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +55,18 @@ def _logged(evs, key="loss"):
     return {(e["stage"], e["step"]): e[key] for e in evs if e["type"] == "log" and key in e}
 
 
+DPO_ULPS = 8
+
+
 def _ulp(value: float) -> float:
     return float(np.spacing(np.float32(abs(value))))
 
 
 def assert_same_trajectory(evs, reference):
-    """SFT within TOLERANCE; DPO within the float32 resolution of its summed log-probabilities."""
+    """SFT within TOLERANCE; DPO within the float32 resolution of its summed log-probabilities:
+    splitting a batch changes the padding and the order of a sum over hundreds of tokens, which
+    moves the sum by a few float32 steps (ulp) of its size (rounding grows like √n), and a reward
+    is β·(policy − reference), two such sums. Measured: at most 3.6 steps; bound: 8."""
     logs = {(e["stage"], e["step"]): e for e in evs if e["type"] == "log" and "loss" in e}
     refs = {(e["stage"], e["step"]): e for e in reference if e["type"] == "log" and "loss" in e}
     assert logs.keys() == refs.keys() and len(logs) == 16
@@ -67,10 +77,8 @@ def assert_same_trajectory(evs, reference):
             assert abs(log["grad_norm"] - ref["grad_norm"]) <= TOLERANCE, key
             continue
         ulp = _ulp(max(abs(ref["logps/chosen"]), abs(ref["logps/rejected"])))
-        for name in ("loss", "rewards/margins", "rewards/chosen", "rewards/rejected"):
-            assert abs(log[name] - ref[name]) <= ulp, (key, name, log[name] - ref[name], ulp)
-        for name in ("logps/chosen", "logps/rejected"):
-            assert abs(log[name] - ref[name]) <= 2 * ulp, (key, name)
+        for name in ("loss", "rewards/margins", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected"):
+            assert abs(log[name] - ref[name]) <= DPO_ULPS * ulp, (key, name, log[name] - ref[name], ulp)
 
 
 @pytest.mark.slow
@@ -93,7 +101,7 @@ def test_losses_and_adapters_equal_one_process_with_the_same_global_batch(runs):
     assert_same_trajectory(two_evs, one_evs)
     assert [k for k in _logged(two_evs) if k[0] == "sft"] == [("sft", step) for step in range(1, 9)]
     for stage in ("sft", "dpo"):
-        assert _max_diff(_adapter(two, "two", stage), _adapter(one, "one", stage)) <= TOLERANCE
+        assert _max_diff(_adapter(two, "two", stage), _adapter(one, "one", stage)) <= ADAPTER_TOLERANCE
     assert _max_diff(_adapter(two, "two", "dpo"), _adapter(two, "two", "sft")) > 100 * TOLERANCE  # DPO moved them
 
 

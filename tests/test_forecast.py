@@ -108,7 +108,8 @@ def test_a_run_records_each_stage_and_the_next_forecast_learns_from_it(calibrate
     for stage, figure in refined["stages"].items():
         assert figure["source"].endswith("× history (1 finished run)")
         measured = {row["name"]: row["value"] for row in rows if row["stage"] == stage}
-        assert figure["seconds"] == pytest.approx(measured["stage_seconds"], rel=0.01)
+        # forecasts are stored and given to the millisecond: two roundings on a stage of a few ms
+        assert figure["seconds"] == pytest.approx(measured["stage_seconds"], rel=0.01, abs=0.0015)
 
 
 def test_stages_follow_the_split():

@@ -130,7 +130,11 @@ class ForecastPanel(Static):
     def _failed(self, message: ForecastFailed) -> None:
         if message.request == self.request:
             self.problem = message.reason
-            self.update(Text(f"no forecast: {message.reason}", style="yellow"))
+            if message.reason.startswith("no calibration"):  # the cached-only answer: say how to get one here
+                self.update(Text("no forecast yet: this machine has no calibration for this plan — F5 makes one "
+                                 "(a few timed steps of the model; minutes for a larger model on a CPU)", style="dim"))
+            else:
+                self.update(Text(f"no forecast: {message.reason}", style="yellow"))
 
     def on_unmount(self) -> None:
         if self._child is not None and self._child.poll() is None:

@@ -69,6 +69,8 @@ class RecommendationView(Static):
                  f"{rec.label_budget:,.2f}" if advice.forecast else f"{spend:,.2f} of {rec.label_budget:,.2f} on labels")
         detail = Text(f"spends {spent} · {100 * rec.sft_ratio:.0f}% of the examples are SFT", style="dim")
         parts = [headline, detail]
+        if rec.basis:  # what the prediction rests on, and in which metric
+            parts.append(Text(f"{rec.metric or 'score'}: {rec.basis}", style="dim italic"))
         if advice.forecast:
             parts.append(forecast_text(advice.forecast))
         parts += [Text(""), comparison(advice)]
