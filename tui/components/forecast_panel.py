@@ -97,7 +97,7 @@ class ForecastPanel(Static):
         argv = [*prefix, "forecast", "--task", task, "--model", model, "--n-sft", str(n_sft), "--n-pft", str(n_pft),
                 "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else []),
                 *([] if calibrate else ["--cached-only"])]
-        self._ask(request, argv)
+        self.call_after_refresh(self._ask, request, argv)  # after the recommendation is on screen
 
     @work(thread=True, group="forecast")
     def _ask(self, request: tuple, argv: list[str]) -> None:
