@@ -39,8 +39,12 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
 
 
+def threads(figures: dict) -> str:
+    return f"{figures['threads']} thread{'' if figures['threads'] == 1 else 's'}"
+
+
 def forecast_table(figures: dict) -> Table:
-    table = Table(title=f"{figures['device']}, {figures['threads']} threads", title_justify="left", box=None,
+    table = Table(title=f"{figures['device']}, {threads(figures)}", title_justify="left", box=None,
                   pad_edge=False, title_style="dim")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="right" if column in ("time", "peak memory") else "left",
@@ -56,7 +60,7 @@ def forecast_table(figures: dict) -> Table:
 def summary_line(figures: dict) -> str:
     """One line for the launch confirmation."""
     money = "" if figures.get("money") is None else f", {figures['money']:,.2f} of compute"
-    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({figures['threads']} threads), "
+    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({threads(figures)}), "
             f"peak memory {gib(figures['peak_memory_bytes'])}, {figures['gpu_hours']:.3f} device-hours{money}")
 
 

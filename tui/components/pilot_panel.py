@@ -219,7 +219,7 @@ class PilotPanel(Static):
         if proposal is None:
             return lines
         if not proposal.pilots:
-            return lines + [Text(f"Pilots: none worth its cost. {proposal.reason}")]
+            return lines + [Text(f"Pilots: {proposal.reason or 'none worth its cost'}")]
         for number, step in enumerate(proposal.pilots, start=1):
             lines.append(Text(f"Pilot {number}: {step.n_sft:,} SFT + {step.n_pft:,} pairs, cost {step.cost:,.2f} "
                               f"→ expected regret {step.expected_regret_after:.4f}"))
