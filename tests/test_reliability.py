@@ -339,6 +339,23 @@ def test_a_second_signal_outside_a_stage_lets_the_stop_record_its_ending():
         stop.uninstall()
 
 
+def test_a_stop_while_the_run_is_set_up_waits_for_execute_to_record_it():
+    import signal
+
+    from engine.training.lifecycle import StopSignal
+
+    stop = StopSignal()
+    stop.install()
+    stop.hold()  # what a LiveRun does from its creation until `execute`
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # lands between run_started and execute: no raise yet
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.release()  # execute's first step: the stop is honoured where it is recorded
+    finally:
+        stop.uninstall()
+
+
 def test_sigterm_to_the_engine_exits_130_not_143(tmp_path):
     import signal
     import time

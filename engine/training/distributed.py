@@ -203,6 +203,8 @@ class Launcher:
             run.events.emit("warning", message=message)
         killed = False
         try:
+            if run.stop.requested:  # asked to stop while the run was being set up: no process started
+                return run._end("stopped", run._partial_results())
             try:
                 child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent,
                                          stdin=subprocess.DEVNULL)

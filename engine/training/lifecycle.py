@@ -45,6 +45,17 @@ class StopSignal:
             signal.signal(sig, handler)
         self._previous.clear()
 
+    def hold(self) -> None:
+        """Until `release`, a first signal only sets `requested`: a run being created or reopened
+        is then recorded as stopped by its `execute`, never left half-made and `running`."""
+        self._deferred = True
+
+    def release(self) -> None:
+        """End `hold`; a stop requested meanwhile is raised now."""
+        self._deferred = False
+        if self.requested:
+            raise KeyboardInterrupt
+
     @contextmanager
     def deferred(self) -> Iterator[None]:
         """While inside, a first signal only sets `requested` (training checks it each step)."""

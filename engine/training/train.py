@@ -209,13 +209,14 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
         run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                         params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
                         forecast=figures, fingerprint=prints)
-    if advice is not None:
-        low, high = advice["interval"]
-        run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
-                       f"{advice['n_pft']} pairs, predicted score {advice['predicted_score']:.3f} "
-                       f"(80% interval {low:.3f}–{high:.3f})")
-    if forecast is None:
-        run.report.say("no forecast: this machine has no calibration for this plan yet (`engine forecast` makes one)")
+        if advice is not None:  # said inside: a stop request now still records the run as stopped
+            low, high = advice["interval"]
+            run.report.say(f"the advisor's split of {config.budget:g}: {advice['n_sft']} SFT examples and "
+                           f"{advice['n_pft']} pairs, predicted score {advice['predicted_score']:.3f} "
+                           f"(80% interval {low:.3f}–{high:.3f})")
+        if forecast is None:
+            run.report.say("no forecast: this machine has no calibration for this plan yet "
+                           "(`engine forecast` makes one)")
     return run
 
 
@@ -360,6 +361,7 @@ class LiveRun:
             self.events = distributed.SilentEvents()
         self.stop = StopSignal()
         self.stop.install()
+        self.stop.hold()  # until `execute`: a stop request while the run is being set up ends it as stopped
         self.measured = True
 
     # --- where a run stands ---------------------------------------------------------------
@@ -387,6 +389,7 @@ class LiveRun:
     # --- the run ---------------------------------------------------------------------------
     def execute(self) -> Outcome:
         try:
+            self.stop.release()
             with self._heartbeat():
                 results = self._run_stages()
             return self._end("finished", results)
