@@ -3,9 +3,10 @@ Textual's pilot against the fake engine (which answers `forecast --json` as the 
 
 import asyncio
 
+from engine.record.compute import duration
 from fake_engine import ENGINE_CMD, FORECAST, NO_CALIBRATION, REFUSAL, screen_text, wait_until
 from tui.app import BudgetApp
-from tui.components.forecast_panel import ForecastPanel, duration
+from tui.components.forecast_panel import ForecastPanel
 from tui.inputs import PlanInputs
 from tui.screens.confirm import ConfirmLaunch
 

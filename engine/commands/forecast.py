@@ -88,26 +88,20 @@ def _show(result, plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.record.compute import STAGE_LABELS, gib
+    from engine.record.compute import forecast_rows, threads_text
 
     figures, config = result.as_dict(), plan.config
     table = Table(title=f"forecast · {config.task} · {config.model} · {config.n_sft} SFT, {config.n_pft} pairs · "
-                        f"{figures['device']}, {figures['threads']} thread{'s' * (figures['threads'] != 1)}",
+                        f"{figures['device']}, {threads_text(figures)}",
                   title_justify="left")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="left" if column in ("stage", "source") else "right")
-    for stage, figure in figures["stages"].items():
-        table.add_row(STAGE_LABELS[stage], _duration(figure["seconds"]), gib(figure["peak_memory_bytes"]),
-                      figure["source"])
-    table.add_row("total", _duration(figures["total_seconds"]), gib(figures["peak_memory_bytes"]), "", style="bold")
+    *stages, total = forecast_rows(figures)
+    for row in stages:
+        table.add_row(*row)
+    table.add_row(*total, style="bold")
     console = Console()
     console.print(table)
     money = "" if figures["money"] is None else f", {figures['money']:,.2f} at the hour price"
     console.print(f"{figures['gpu_hours']:.3f} {figures['device']}-hours{money}; calibration took "
                   f"{result.calibration_seconds:.1f} s (cached)", highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"

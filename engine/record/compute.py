@@ -164,6 +164,24 @@ def gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
 
 
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def threads_text(figures: dict) -> str:
+    return f"{figures['threads']} thread{'' if figures['threads'] == 1 else 's'}"
+
+
+def forecast_rows(figures: dict) -> list[tuple[str, str, str, str]]:
+    """(stage, time, peak memory, source) for each stage of `engine forecast --json`'s object, then
+    the total: what the terminal and the app both show, each in its own table."""
+    rows = [(STAGE_LABELS[stage], duration(figure["seconds"]), gib(figure["peak_memory_bytes"]), figure["source"])
+            for stage, figure in figures["stages"].items()]
+    return rows + [("total", duration(figures["total_seconds"]), gib(figures["peak_memory_bytes"]), "")]
+
+
 def shortfall(forecast: dict, limit_bytes: int, *, fixed_bytes: dict[str, int], batch_size: int,
               max_length: int, longest: dict[str, int], quant: str) -> str | None:
     """One line naming the shortfall and the setting that fixes it, or None when the run fits.

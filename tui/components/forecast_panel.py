@@ -18,7 +18,7 @@ from textual import on, work
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.record.compute import STAGE_LABELS, gib
+from engine.record.compute import duration, forecast_rows, gib, threads_text
 
 
 @dataclass
@@ -33,34 +33,23 @@ class ForecastFailed(Message):
     reason: str
 
 
-def duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
-
-
-def threads(figures: dict) -> str:
-    return f"{figures['threads']} thread{'' if figures['threads'] == 1 else 's'}"
-
-
 def forecast_table(figures: dict) -> Table:
-    table = Table(title=f"{figures['device']}, {threads(figures)}", title_justify="left", box=None,
+    table = Table(title=f"{figures['device']}, {threads_text(figures)}", title_justify="left", box=None,
                   pad_edge=False, title_style="dim")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="right" if column in ("time", "peak memory") else "left",
                          style="dim" if column == "source" else None)
-    for stage, figure in figures["stages"].items():
-        table.add_row(STAGE_LABELS[stage], duration(figure["seconds"]), gib(figure["peak_memory_bytes"]),
-                      figure["source"])
-    table.add_row(Text("total", style="bold"), duration(figures["total_seconds"]), gib(figures["peak_memory_bytes"]),
-                  "")
+    *stages, (label, *total) = forecast_rows(figures)
+    for row in stages:
+        table.add_row(*row)
+    table.add_row(Text(label, style="bold"), *total)
     return table
 
 
 def summary_line(figures: dict) -> str:
     """One line for the launch confirmation."""
     money = "" if figures.get("money") is None else f", {figures['money']:,.2f} of compute"
-    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({threads(figures)}), "
+    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({threads_text(figures)}), "
             f"peak memory {gib(figures['peak_memory_bytes'])}, {figures['gpu_hours']:.3f} device-hours{money}")
 
 
