@@ -238,6 +238,18 @@ async def wait_until(pilot, predicate, timeout: float = 20.0, what: str = "condi
     return time.monotonic() - started
 
 
+async def wait_shown(pilot, app, *texts: str, timeout: float = 20.0) -> None:
+    """Let the app render until each of `texts` is on its screen: a state change reaches the screen a frame later."""
+    def missing():
+        shown = screen_text(app)
+        return [text for text in texts if text not in shown]
+
+    try:
+        await wait_until(pilot, lambda: not missing(), timeout, what=f"{texts!r} on screen")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; missing {missing()!r}") from None
+
+
 def screen_text(app) -> str:
     """The text on the app's screen right now, as a person would read it (from its SVG screenshot)."""
     import html

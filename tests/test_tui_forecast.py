@@ -4,7 +4,7 @@ Textual's pilot against the fake engine (which answers `forecast --json` as the 
 import asyncio
 
 from engine.record.compute import duration
-from fake_engine import ENGINE_CMD, FORECAST, NO_CALIBRATION, REFUSAL, screen_text, wait_until
+from fake_engine import ENGINE_CMD, FORECAST, NO_CALIBRATION, REFUSAL, screen_text, wait_shown, wait_until
 from tui.app import BudgetApp
 from tui.components.forecast_panel import ForecastPanel
 from tui.inputs import PlanInputs
@@ -35,6 +35,7 @@ def test_the_panel_shows_the_engines_forecast_for_the_recommended_split(home):
             panel = await forecast_answered(pilot)
             assert panel.figures == FORECAST
             assert panel.request == ("gsm8k_math", "tiny", *app.plan_screen.advice.split, None)
+            await wait_shown(pilot, app, "Forecast on this machine")
             text = screen_text(app)
             assert "Forecast on this machine" in text and "cpu, 2 threads" in text
             for label, stage in (("base evaluation", "base_eval"), ("SFT evaluation", "sft_eval")):
@@ -44,7 +45,7 @@ def test_the_panel_shows_the_engines_forecast_for_the_recommended_split(home):
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             await pilot.pause()
             assert app.screen.launch.run_forecast == FORECAST
-            assert "12 min 34 s on cpu (2 threads), peak memory 3.00 GiB, 0.209 device-hours" in screen_text(app)
+            await wait_shown(pilot, app, "12 min 34 s on cpu (2 threads), peak memory 3.00 GiB, 0.209 device-hours")
 
     asyncio.run(main())
 
@@ -57,7 +58,7 @@ def test_a_refused_forecast_says_why_on_the_panel_and_the_confirmation(home, mon
         async with app.run_test(size=SIZE) as pilot:
             panel = await forecast_answered(pilot)
             assert panel.figures is None and panel.problem == REFUSAL
-            assert "no forecast: the run needs about 3.00 GiB" in screen_text(app)
+            await wait_shown(pilot, app, "no forecast: the run needs about 3.00 GiB")
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             assert app.screen.launch.forecast_problem == REFUSAL

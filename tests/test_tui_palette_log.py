@@ -7,7 +7,7 @@ import json
 import time
 
 from engine.record.home import run_dir
-from fake_engine import canned_events, screen_text, timed, wait_until
+from fake_engine import canned_events, screen_text, timed, wait_shown, wait_until
 from tui.app import BudgetApp
 from tui.commands import BudgetCommands
 from tui.components.log_pane import LogPane
@@ -112,7 +112,7 @@ def test_log_pane_shows_a_progress_bar_as_one_line_and_leaves_out_harmless_warni
             assert text.count("GGUF tensors") == 1 and "272/272" in text and "0/272" not in text
             assert "gemm_4bit" not in text and "checkpointing" not in text and "warnings.warn" not in text
             assert "Map:  20%| | 2/10" in str(screen.query_one(LogPane).border_subtitle)
-            assert "Map:  20%" in screen_text(app)  # the bar being drawn, in the pane's bottom border
+            await wait_shown(pilot, app, "Map:  20%")  # the bar being drawn, in the pane's bottom border
 
     asyncio.run(main())
 
@@ -129,6 +129,7 @@ def test_g_shows_what_the_model_wrote(home):
             await wait_until(pilot, lambda: app.screen.run_watch.state.finished, what="the events")
             await pilot.press("g")
             await wait_until(pilot, lambda: isinstance(app.screen, GenerationsScreen), what="the generations")
+            await wait_shown(pilot, app, "How many eggs?")
             text = screen_text(app)
             assert "How many eggs?" in text and "#### 7" in text and "She has 9 eggs. #### 9" in text
             assert "score 0.000" in text and "score 1.000" in text and "Bryan" in text
@@ -150,6 +151,6 @@ def test_the_prediction_reaches_the_run_screen_as_a_message(home):
             await wait_until(pilot, lambda: screen.run_watch.prediction is not None, what="the prediction")
             messages = {id(m): m for m in seen if isinstance(m, PredictionReady)}  # one message (it bubbles up)
             assert [m.prediction for m in messages.values()] == [screen.run_watch.prediction]
-            assert "advisor predicted" in screen_text(app)
+            await wait_shown(pilot, app, "advisor predicted")
 
     asyncio.run(main())

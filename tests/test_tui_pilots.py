@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from engine.record.store import RunStore
-from fake_engine import BASE_SCORE, ENGINE_CMD, PILOT_ARGV_FILE, PILOTS, screen_text, wait_until
+from fake_engine import BASE_SCORE, ENGINE_CMD, PILOT_ARGV_FILE, PILOTS, screen_text, wait_shown, wait_until
 from tui.app import BudgetApp
 from tui.components.pilot_panel import PilotPanel
 from tui.inputs import PlanInputs
@@ -27,7 +27,7 @@ def test_measuring_the_base_score_fills_the_field_and_records_the_point(home):
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
         async with app.run_test(size=SIZE) as pilot:
             await advised(pilot)
-            assert "Base score: not measured yet — ctrl+b measures it (no labels bought)" in screen_text(app)
+            await wait_shown(pilot, app, "Base score: not measured yet — ctrl+b measures it (no labels bought)")
             fitted_before = app.plan_screen.advice.n_runs
             await pilot.press("ctrl+b")
             field = app.plan_screen.query_one("#in-base_score")
@@ -35,7 +35,7 @@ def test_measuring_the_base_score_fills_the_field_and_records_the_point(home):
             plan = app.plan_screen
             await wait_until(pilot, lambda: plan.advice.inputs.base_score == BASE_SCORE
                              and plan.advice.n_runs == fitted_before + 1, what="advice on the measured base")
-            assert f"measured {BASE_SCORE:.3f} (exact_match)" in screen_text(app)
+            await wait_shown(pilot, app, f"measured {BASE_SCORE:.3f} (exact_match)")
             runs = RunStore().list_runs()
             assert [(r["n_sft"], r["n_pft"], r["status"], r["score"]) for r in runs] == [(0, 0, "finished", BASE_SCORE)]
             assert RunStore().base_scores("gsm8k_math", "Llama-3.1-8B") == {"exact_match": BASE_SCORE}
@@ -53,7 +53,7 @@ def test_a_failed_measurement_says_why_and_leaves_the_field(home, monkeypatch):
             await pilot.press("ctrl+b")
             panel = app.plan_screen.query_one(PilotPanel)
             await wait_until(pilot, lambda: panel.base_problem != "", what="the failure")
-            assert "could not be measured: engine: error: unknown task 'gsm8k_math'" in screen_text(app)
+            await wait_shown(pilot, app, "could not be measured: engine: error: unknown task 'gsm8k_math'")
             assert app.plan_screen.query_one("#in-base_score").value == ""
 
     asyncio.run(main())
@@ -64,7 +64,7 @@ def test_the_pilot_proposal_is_shown_and_the_pilots_run_one_after_another(home):
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
         async with app.run_test(size=SIZE) as pilot:
             await advised(pilot)
-            assert "ctrl+t proposes the small runs" in screen_text(app)
+            await wait_shown(pilot, app, "ctrl+t proposes the small runs")
             await pilot.press("ctrl+t")
             panel = app.plan_screen.query_one(PilotPanel)
             await wait_until(pilot, lambda: panel.proposal is not None, what="the proposal")

@@ -12,7 +12,7 @@ import pytest
 
 from advisor import Advisor
 from engine.record.past_runs import load_past_runs
-from fake_engine import screen_text, wait_until
+from fake_engine import screen_text, wait_shown, wait_until
 from tui.app import DEFAULT_INPUTS, BudgetApp, parse_args
 from tui.inputs import PlanInputs, validate
 from tui.screens.confirm import ConfirmLaunch
@@ -95,7 +95,7 @@ def test_a_bad_cost_shows_its_reason_and_nothing_launches(home):
             reason = app.screen.query_one("#why-sft_cost")
             assert reason.has_class("-shown") and "must be a number" in str(reason.render())
             assert app.screen.query_one("#in-sft_cost").has_class("-invalid")
-            assert "Fix the fields marked in red" in screen_text(app)
+            await wait_shown(pilot, app, "Fix the fields marked in red")
             await pilot.press("ctrl+r")
             await pilot.pause(0.2)
             assert isinstance(app.screen, PlanScreen) and not app.watches
@@ -136,7 +136,7 @@ def test_the_advisors_refusal_is_shown_and_blocks_launch(home):
             await advised(pilot, LLAMA)
             await retype(pilot, "budget", "0.25")
             await wait_until(pilot, lambda: app.plan_screen.refusal != "", what="the refusal")
-            assert "buys no example" in screen_text(app)
+            await wait_shown(pilot, app, "buys no example")
             await pilot.press("ctrl+r")
             await pilot.pause(0.1)
             assert isinstance(app.screen, PlanScreen)
@@ -153,7 +153,7 @@ def test_the_iso_score_view_draws_the_grid_and_launch_confirms_the_exact_command
             await wait_until(pilot, lambda: app.plan_screen.grid is not None, what="the iso-score grid")
             grid = app.plan_screen.grid[1]
             assert grid.scores.shape == (len(grid.n_sft), len(grid.n_pft))
-            assert "Iso-score curves" in screen_text(app)
+            await wait_shown(pilot, app, "Iso-score curves")
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             launch = app.screen.launch
@@ -161,7 +161,7 @@ def test_the_iso_score_view_draws_the_grid_and_launch_confirms_the_exact_command
                                    "--n-sft", str(advice.split[0]), "--n-pft", str(advice.split[1]),
                                    "--events-stdout", "--run-id", launch.run_id, "--max-steps", "3"]
             assert str(app.screen.query_one("#confirm-command").render()) == launch.command_line
-            assert "Launch this run?" in screen_text(app)
+            await wait_shown(pilot, app, "Launch this run?")
             await pilot.press("escape")
             await pilot.pause(0.1)
             assert isinstance(app.screen, PlanScreen) and not app.watches
@@ -198,12 +198,12 @@ def test_a_gpu_hour_price_adds_the_measured_gpu_time_to_each_price(home):
             hours = expected.n_sft * hours_sft + expected.n_pft * hours_pft
             assert advice.forecast["forecast_hours"] == pytest.approx(hours)
             forecast = f"+ {hours:,.2f} GPU-hours × 300 = {300 * hours:,.2f} forecast (measured on 2 of your runs"
-            assert forecast in screen_text(app) and f"on labels + {300 * hours:,.2f} on GPU time" in screen_text(app)
+            await wait_shown(pilot, app, forecast, f"on labels + {300 * hours:,.2f} on GPU time")
             assert not app.screen.query_one("#why-gpu_hour_price").has_class("-shown")
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             assert app.screen.launch.forecast == advice.forecast
-            assert "GPU time" in screen_text(app) and forecast in screen_text(app)
+            await wait_shown(pilot, app, "GPU time", forecast)
 
     asyncio.run(main())
 
@@ -223,7 +223,7 @@ def test_an_unmeasured_model_shows_why_beside_the_price_and_advises_without_it(h
             reason = app.screen.query_one("#why-gpu_hour_price")
             assert reason.has_class("-shown")
             assert "no DPO stage of 'Llama-3.1-8B (base)' has been timed on this machine" in str(reason.render())
-            assert "GPU time left out: no DPO stage" in screen_text(app)
+            await wait_shown(pilot, app, "GPU time left out: no DPO stage")
 
     asyncio.run(main())
 

@@ -16,7 +16,7 @@ import pytest
 from engine.record.events import read_events
 from engine.record.home import run_dir
 from engine.record.store import RunStore
-from fake_engine import DPO_STEPS, ENGINE_CMD, SFT_STEPS, canned_events, screen_text, timed, wait_until
+from fake_engine import DPO_STEPS, ENGINE_CMD, SFT_STEPS, canned_events, screen_text, timed, wait_shown, wait_until
 from tui.app import BudgetApp
 from tui.components.runs_table import RunsTable
 from tui.inputs import PlanInputs
@@ -56,6 +56,7 @@ def test_a_launched_run_fills_the_run_screen_and_the_advisor_refits(home):
             assert state.split == advice.split
             assert len(state.stages["sft"].loss) == SFT_STEPS and len(state.stages["dpo"].loss) == DPO_STEPS
             assert {k: v[1] for k, v in state.evals.items()} == {"base": 0.25, "sft": 0.4, "dpo": 0.45}
+            await wait_shown(pilot, app, "FINISHED", "advisor predicted")
             text = screen_text(app)
             assert "FINISHED" in text and f"step {DPO_STEPS}/{DPO_STEPS}" in text
             assert "after DPO" in text and "0.450" in text and "advisor predicted" in text
@@ -68,7 +69,7 @@ def test_a_launched_run_fills_the_run_screen_and_the_advisor_refits(home):
             await pilot.press("escape")
             # three measured points: the base model, the SFT policy and the final one
             await wait_until(pilot, lambda: app.plan_screen.advice.n_runs == advice.n_runs + 3, what="the refit")
-            assert f"fitted on {advice.n_runs + 3} past runs, 3 yours" in screen_text(app)
+            await wait_shown(pilot, app, f"fitted on {advice.n_runs + 3} past runs, 3 yours")
 
     asyncio.run(main())
 
@@ -110,14 +111,14 @@ def test_the_stop_key_interrupts_the_run_which_records_itself_stopped(home):
         async with app.run_test(size=SIZE) as pilot:
             watch = (await launch(pilot, app)).run_watch
             await wait_until(pilot, lambda: watch.state.n_logs >= 5, what="a few steps")
-            assert "ETA" in screen_text(app) and "RUNNING" in screen_text(app)
+            await wait_shown(pilot, app, "ETA", "RUNNING")
             await pilot.press("s")
             await wait_until(pilot, lambda: watch.state.finished, what="the run to stop")
             assert watch.state.status == "stopped"
             assert watch.child.process.wait(timeout=10) == 130
             assert RunStore().get_run(watch.run_id)["status"] == "stopped"
             await pilot.pause(0.3)
-            assert "STOPPED" in screen_text(app)
+            await wait_shown(pilot, app, "STOPPED")
 
     asyncio.run(main())
 
@@ -145,7 +146,7 @@ def test_a_flood_of_2000_log_events_is_kept_up_with(home):
             await pilot.pause(0.4)
             assert watch.state.n_logs == n_logs
             assert watch.state.stages["sft"].loss[-1][0] == n_logs
-            assert f"step {n_logs}/{n_logs}" in screen_text(app)
+            await wait_shown(pilot, app, f"step {n_logs}/{n_logs}")
 
     asyncio.run(main())
     print(f"\n2000 log events: all folded in {timings['all']:.2f}s ({2000 / timings['all']:.0f} events/s); "
@@ -164,6 +165,7 @@ def test_past_runs_list_the_store_and_open_one_from_its_events_file(home):
             await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen), what="the runs screen")
             table = app.screen.query_one(RunsTable)
             await wait_until(pilot, lambda: table.row_count == 1, what="the runs table")
+            await wait_shown(pilot, app, watch.run_id)
             text = screen_text(app)
             assert watch.run_id in text and "finished" in text and "0.450" in text
             await pilot.press("enter")
@@ -231,9 +233,7 @@ def test_attach_follows_a_run_started_elsewhere_until_it_ends(home):
                     handle.write(json.dumps(event) + "\n")
             await wait_until(pilot, lambda: watch.state.finished, what="the rest of the file")
             await wait_until(pilot, lambda: watch.prediction is not None, what="the prediction for its split")
-            await pilot.pause(0.3)
-            text = screen_text(app)
-            assert "FINISHED" in text and "loading model from the cache" in text and "advisor predicted" in text
+            await wait_shown(pilot, app, "FINISHED", "loading model from the cache", "advisor predicted")
 
     asyncio.run(main())
 
