@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like SIGINT: exit 130, never 143
-    args = build_parser().parse_args(argv)
-    try:
+    try:  # a stop during start-up (importing the commands takes a while) is a stop too
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except (UserError, AdvisorError) as exc:
         print(f"engine: error: {exc}", file=sys.stderr)

@@ -117,7 +117,7 @@ def sweep(args: argparse.Namespace) -> int:
             raise UserError(f"{where} is running in another process; wait for it or stop it first")
         say(f"{where} {'resuming' if state else 'starting'}")
         code = _run_cell(definition.command(cell, state, [sys.executable, "-m", "engine.cli"]))
-        if code == 130:
+        if code in STOPPED:
             say(f"stopped in {cell.run_id}; run the same command again to continue")
             return 130
         if code != 0:
@@ -126,6 +126,11 @@ def sweep(args: argparse.Namespace) -> int:
             return code
     say(f"all {len(cells)} cells finished; `engine sweep show {definition.name}` draws them")
     return 0
+
+
+# a cell that stopped: it recorded itself (130), or the signal reached it before it could
+# (killed by SIGINT or SIGTERM while Python was still starting)
+STOPPED = (130, -signal.SIGINT, -signal.SIGTERM)
 
 
 def _run_cell(argv: list[str]) -> int:
