@@ -74,6 +74,25 @@ def test_a_run_that_will_not_fit_is_refused_naming_the_fix(calibrated, command):
     assert not (home / "runs").exists() and _recorded_runs(home) == []
 
 
+@pytest.mark.parametrize("command", ["forecast", "run"])
+def test_a_model_whose_weights_cannot_fit_is_refused_before_it_loads(calibrated, command):
+    """A plan with no calibration yet: the check counts the model's parameters on its config alone
+    and refuses before the calibration (or the run) loads the weights."""
+    from safetensors.torch import load_file
+
+    home, _ = calibrated
+    before = sorted((home / "calibration").iterdir())
+    done = engine(home, command, *TINY, "--n-sft", "4", "--n-pft", "0", *SMALL, "--memory-limit", "1000")
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    weights = load_file(next((home / "models" / "tiny").glob("*.safetensors")))
+    stored = sum(t.numel() for t in weights.values())
+    assert "the model's weights alone need at least" in lines[0] and "but 0.00 GiB is available" in lines[0]
+    assert f"({stored:,} parameters, counted from its config)" in lines[0]
+    assert sorted((home / "calibration").iterdir()) == before and not (home / "runs").exists()
+
+
 def _recorded_runs(home) -> list:
     from engine.record.store import RunStore
 

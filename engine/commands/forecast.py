@@ -65,7 +65,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         plan, _ = build_plan(resolved)
         quiet_libraries()
-        result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price,
+        result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price, memory_limit=args.memory_limit,
                                       run_if_missing=not getattr(args, "cached_only", False))
     if result is None:
         raise UserError("no calibration of this plan on this machine yet: `engine forecast` without --cached-only "

@@ -98,9 +98,11 @@ def _text(messages: list[dict]) -> str:
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8,
-             max_new_tokens: int = 128, max_length: int = 1024, min_new_tokens: int = 0) -> list[str]:
+             max_new_tokens: int = 128, max_length: int = 1024, min_new_tokens: int = 0,
+             logits_processor=None) -> list[str]:
     """Greedy answers to chat prompts, decoded without special tokens (`min_new_tokens` > 0 makes
-    every answer at least that long: the calibration times generation at a fixed length)."""
+    every answer at least that long and `logits_processor` sees each new token: the calibration
+    times generation at a fixed length)."""
     from transformers import GenerationConfig
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -117,7 +119,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                               truncation=True, max_length=max(1, max_length - max_new_tokens),
                               add_special_tokens=False).to(model.device)
-            output = model.generate(**batch, generation_config=config)
+            output = model.generate(**batch, generation_config=config, logits_processor=logits_processor)
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     finally:

@@ -3,11 +3,12 @@ does it, for a few timed steps of each stage at the run's shapes.
 
 It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
 DPO on the SFT adapter, evaluate that — with the real TRL trainers built on all the run's
-examples (so their tokenisation is the run's) but trained for a few steps on the longest
-examples plus a seeded sample of the rest, one micro-batch per step. Each stage measures what
-its forecast needs: model-load seconds, trainer set-up seconds, seconds per padded token of a
-training step, the seconds of one generation batch for one and for several new tokens, and its
-peak memory. Everything is written to a temporary folder that is removed afterwards.
+examples (so their tokenisation is the run's) but trained for two steps, one micro-batch each:
+the shortest examples first (a cheap step that pays the first-call costs), then the longest
+(the timed step, and the stage's peak memory). Each stage measures what its forecast needs:
+model-load seconds, trainer set-up seconds, seconds per padded token of a training step, an
+evaluation batch's prefill and per-token decode seconds (timed inside one generation call), and
+its peak memory. Everything is written to a temporary folder that is removed afterwards.
 
 Results are cached as JSON in the home folder, keyed by machine, model, quantisation and the
 shapes that matter; a cached calibration is reused as is."""
@@ -18,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import platform
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +28,9 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 2
-CALIBRATION_STEPS = 2  # the first is the warm-up (its extra cost counts as stage set-up), the second is timed
-DECODE_TOKENS = 8  # new tokens of the longer timed generation; the shorter makes one
+CALIBRATION_VERSION = 3
+CALIBRATION_STEPS = 2  # the shortest micro-batch (warm-up, its extra cost counts as set-up), then the longest, timed
+DECODE_TOKENS = 8  # decoded tokens timed after the prefill of the timed generation
 
 
 def cache_dir() -> Path:
@@ -168,7 +168,8 @@ class _Walk:
             trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, [])
         setup = time.perf_counter() - started
         lengths = padded_lengths(trainer.train_dataset, stage, self.config.max_length)
-        trainer.train_dataset = trainer.train_dataset.select(_calibration_rows(lengths, config))
+        trainer.train_dataset = trainer.train_dataset.select(_calibration_rows(lengths, config.batch_size))
+        trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order
         timer = _StepTimer(trainer.model)
         trainer.add_callback(timer.callback)
         try:
@@ -180,9 +181,9 @@ class _Walk:
 
             save_adapter(trainer.model, self.folder / "sft-adapter")
         steps = list(zip(timer.seconds, timer.tokens[1:]))
-        timed = steps[1:] or steps
-        per_token = sum(s for s, _ in timed) / max(1, sum(t for _, t in timed))
-        warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if steps else 0.0
+        seconds, tokens = steps[-1]
+        per_token = seconds / max(1, tokens)
+        warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if len(steps) > 1 else 0.0
         figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup,
                    "seconds_per_token": per_token,
                    "lengths": lengths, "rows_per_example": 2 if stage == "dpo" else 1,
@@ -190,9 +191,10 @@ class _Walk:
         return figures, trainer.model
 
     def _generation(self, model) -> dict:
-        """Seconds of the first evaluation batch for 1 and DECODE_TOKENS + 1 new tokens, after a first
-        call whose extra seconds (a 4-bit model repacks its weights at its first evaluation) the
-        stage pays once."""
+        """The first evaluation batch's prefill seconds and decode seconds per token, timed inside
+        one call that makes DECODE_TOKENS + 1 new tokens, after a one-prompt, one-token call whose
+        extra seconds (a 4-bit model repacks its weights at its first evaluation) the stage pays
+        once: that call's seconds less its share of the batch's prefill."""
         from engine.tasks.evaluate import evaluate, generate
 
         config, plan = self.config, self.plan
@@ -204,18 +206,30 @@ class _Walk:
                      max_length=config.max_length)
             return {"batch_seconds": time.perf_counter() - started}
         import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        stamps: list[float] = []
+
+        class Stamp(LogitsProcessor):
+            """Called once per new token, right after the forward that made its logits."""
+
+            def __call__(self, input_ids, scores):
+                stamps.append(time.perf_counter())
+                return scores
 
         prompts = [example["prompt"] for example in batch]
-        timings = []
+        tokenizer, length = self.models.tokenizer, config.max_length
         with torch.inference_mode():
-            for tokens in (1, 1, DECODE_TOKENS + 1):
-                started = time.perf_counter()
-                generate(model, self.models.tokenizer, prompts, batch_size=config.eval_batch_size,
-                         max_new_tokens=tokens, max_length=config.max_length, min_new_tokens=tokens)
-                timings.append(time.perf_counter() - started)
-        first, prefill, longer = timings
-        return {"prefill_seconds": prefill, "decode_seconds_per_token": max(0.0, (longer - prefill) / DECODE_TOKENS),
-                "warmup_seconds": max(0.0, first - prefill)}
+            started = time.perf_counter()
+            generate(model, tokenizer, prompts[:1], max_new_tokens=1, max_length=length, min_new_tokens=1)
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            generate(model, tokenizer, prompts, batch_size=config.eval_batch_size, max_new_tokens=DECODE_TOKENS + 1,
+                     max_length=length, min_new_tokens=DECODE_TOKENS + 1,
+                     logits_processor=LogitsProcessorList([Stamp()]))
+        prefill = stamps[0] - started
+        return {"prefill_seconds": prefill, "decode_seconds_per_token": (stamps[-1] - stamps[0]) / DECODE_TOKENS,
+                "warmup_seconds": max(0.0, first - prefill / len(prompts))}
 
 
 class _NoEvents:
@@ -232,10 +246,9 @@ def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:
             for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
 
 
-def _calibration_rows(lengths: list[int], config: RunConfig) -> list[int]:
-    """The batch_size longest examples (so the peak-memory batch is among the steps) and a seeded
-    sample of the rest, enough for CALIBRATION_STEPS micro-batches."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    longest, rest = order[: config.batch_size], order[config.batch_size:]
-    random.Random(config.seed).shuffle(rest)
-    return sorted(longest + rest[: config.batch_size * (CALIBRATION_STEPS - 1)])
+def _calibration_rows(lengths: list[int], batch_size: int) -> list[int]:
+    """Row indices for the calibration's two micro-batches: the batch_size shortest examples, then
+    the batch_size longest (the run's peak-memory batch). With fewer than two batches of examples
+    the two overlap."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return order[:batch_size] + order[-batch_size:]

@@ -138,20 +138,42 @@ def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
     return history
 
 
-def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True) -> Forecast | None:
+def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True,
+             memory_limit: int | None = None) -> Forecast | None:
     """The plan's forecast on this machine; None only when no calibration is cached and
-    `run_if_missing` is off."""
+    `run_if_missing` is off. A calibration loads the model, so a model whose weights alone
+    exceed the memory limit is refused first."""
     threads = use_threads(plan.config)
-    measured = calibration(plan, run_if_missing=run_if_missing)
+    measured = calibration(plan, run_if_missing=False)
+    if measured is None and run_if_missing:
+        refuse_unloadable(plan, memory_limit)
+        measured = calibration(plan)
     if measured is None:
         return None
     return Forecast(plan, measured, _history(plan.config.model, threads), gpu_hour_price)
 
 
+def _limit(memory_limit: int | None) -> int | None:
+    return memory_limit or meter.available_memory_bytes()
+
+
+def refuse_unloadable(plan, memory_limit: int | None) -> None:
+    """UserError (exit 2) when the weights' lower bound (`model_checks.weights_floor`) exceeds
+    the limit: --memory-limit, else what this machine has available now."""
+    from engine.training.model_checks import weights_floor
+
+    limit = _limit(memory_limit)
+    floor, parameters = weights_floor(plan.spec.path, plan.config)
+    if limit and floor > limit:
+        fix = "use 4-bit weights (--quant 4bit)" if plan.config.quant == "none" else "this model does not fit here"
+        raise UserError(f"the model's weights alone need at least {compute.gib(floor)} ({parameters:,} parameters, "
+                        f"counted from its config) but {compute.gib(limit)} is available; {fix}")
+
+
 def refuse_if_too_big(result: Forecast, memory_limit: int | None) -> None:
     """UserError (exit 2, nothing written) when the forecast peak exceeds the limit: --memory-limit,
     else what this machine has available now."""
-    limit = memory_limit or meter.available_memory_bytes()
+    limit = _limit(memory_limit)
     problem = result.problem(limit) if limit else None
     if problem:
         raise UserError(problem)

@@ -100,6 +100,26 @@ def _check_lengths(folder: Path, config: RunConfig, plan) -> None:
                             f"{config.max_length}: raise max_length or shorten the prompts")
 
 
+def weights_floor(folder: Path, config: RunConfig) -> tuple[int, int]:
+    """(bytes, parameters): a lower bound of the memory the loaded weights take, counted on the
+    architecture alone (no weight is read): in 4-bit half a byte per parameter of the quantised
+    linear layers (all but the output layer), the rest at the compute width (fp32 on the CPU, at
+    least bf16 on a GPU). It lets a model that cannot fit be refused before anything loads it."""
+    import torch
+
+    from engine.training import meter
+    from engine.training.models import bitsandbytes_problem
+
+    model = _meta_model(Path(folder), config.trust_remote_code)
+    head = model.get_output_embeddings()
+    total = sum(p.numel() for p in model.parameters())  # a tied output layer counts once
+    four_bit = config.quant != "none" and bitsandbytes_problem() is None
+    quantised = sum(m.weight.numel() for m in model.modules()
+                    if four_bit and isinstance(m, torch.nn.Linear) and m is not head)
+    width = 4 if meter.device() == "cpu" else 2
+    return quantised // 2 + (total - quantised) * width, total
+
+
 def preflight(folder: Path, config: RunConfig, plan) -> list[str]:
     """Check the model folder and the settings that depend on it; a UserError names the first
     problem. Returns the warnings a run allowed to go on despite them must show."""
@@ -125,4 +145,4 @@ def preflight(folder: Path, config: RunConfig, plan) -> list[str]:
     return warnings
 
 
-__all__ = ["preflight"]
+__all__ = ["preflight", "weights_floor"]

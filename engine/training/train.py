@@ -167,11 +167,14 @@ def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
 
 def checked_forecast(plan: Plan, memory_limit: int | None):
     """The run's forecast when this machine has a calibration for it (`engine forecast` or the app
-    made one; a run does not calibrate itself), refusing a run that will not fit."""
+    made one; a run does not calibrate itself), refusing a run that will not fit — without one,
+    a model whose weights alone will not fit."""
     from engine.training import forecast
 
     result = forecast.forecast(plan, run_if_missing=False)
-    if result is not None:
+    if result is None:
+        forecast.refuse_unloadable(plan, memory_limit)  # the run is about to load the model
+    else:
         forecast.refuse_if_too_big(result, memory_limit)
     return result
 
