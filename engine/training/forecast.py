@@ -49,11 +49,14 @@ def _shapes(plan) -> dict:
                                                   "n_pft", "eval_size", "max_length", "trust_remote_code")}
 
 
-def calibration(plan, *, run_if_missing: bool = True) -> dict | None:
-    """The cached calibration for this plan on this machine, made now when missing (or None)."""
+def calibration(plan, *, run_if_missing: bool = True, memory_limit: int | None = None) -> dict | None:
+    """The cached calibration for this plan on this machine, made now when missing (or None). A
+    calibration loads the model, so a model whose weights alone exceed the memory limit is
+    refused first."""
     key = calibrate.cache_key(plan.config, str(plan.spec.path), _shapes(plan))
     found = calibrate.cached(key)
     if found is None and run_if_missing:
+        refuse_unloadable(plan, memory_limit)
         found = calibrate.calibrate(plan, key)
     return found
 
@@ -141,13 +144,9 @@ def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
 def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True,
              memory_limit: int | None = None) -> Forecast | None:
     """The plan's forecast on this machine; None only when no calibration is cached and
-    `run_if_missing` is off. A calibration loads the model, so a model whose weights alone
-    exceed the memory limit is refused first."""
+    `run_if_missing` is off."""
     threads = use_threads(plan.config)
-    measured = calibration(plan, run_if_missing=False)
-    if measured is None and run_if_missing:
-        refuse_unloadable(plan, memory_limit)
-        measured = calibration(plan)
+    measured = calibration(plan, run_if_missing=run_if_missing, memory_limit=memory_limit)
     if measured is None:
         return None
     return Forecast(plan, measured, _history(plan.config.model, threads), gpu_hour_price)
