@@ -64,3 +64,32 @@ def test_a_refused_forecast_says_why_on_the_panel_and_the_confirmation(home, mon
             assert app.screen.launch.forecast_problem == REFUSAL
 
     asyncio.run(main())
+
+
+def test_quitting_leaves_no_forecast_running(home):
+    """The engine's forecast can take minutes (it converts the model, it may calibrate): quitting
+    the app ends that child instead of waiting for it — also one whose worker only gets to start
+    it after the app quit (it used to run to its end, and the app's process waited for it)."""
+    import signal
+    import sys
+    import threading
+
+    slow_engine = [sys.executable, "-c", "import time; time.sleep(60)"]
+    panels = []
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=slow_engine)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.plan_screen.query_one(ForecastPanel)
+            await wait_until(pilot, lambda: panel._child is not None, what="the forecast child")
+            panels.append(panel)
+
+    asyncio.run(main())
+    panel = panels[0]
+    assert panel._child.wait(timeout=10) == -signal.SIGTERM  # running when the app quit
+
+    # the worker's body, run as a late worker thread would run it, after the panel is gone
+    late = threading.Thread(target=ForecastPanel._ask.__wrapped__, args=(panel, panel.request, slow_engine))
+    late.start()
+    late.join(timeout=10)
+    assert not late.is_alive() and panel._child.poll() is not None

@@ -74,6 +74,7 @@ class ForecastPanel(Static):
         self.figures: dict | None = None
         self.problem = ""
         self._child: subprocess.Popen | None = None
+        self._closed = False  # unmounted: a question still being started is withdrawn
 
     def forecast(self, prefix: list[str], task: str, model: str, n_sft: int, n_pft: int,
                  gpu_hour_price: float | None, *, calibrate: bool = False) -> None:
@@ -96,9 +97,13 @@ class ForecastPanel(Static):
     def _ask(self, request: tuple, argv: list[str]) -> None:
         if self._child is not None and self._child.poll() is None:
             self._child.terminate()  # an older question nobody is waiting for
+        if self._closed:
+            return
         try:
             child = self._child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                                    stdin=subprocess.DEVNULL)
+            if self._closed:  # the app quit while the child started: quitting never waits for it
+                child.terminate()
             out, err = child.communicate()
         except OSError as exc:
             self.post_message(ForecastFailed(request, f"{argv[0]}: {exc.strerror or exc}"))
@@ -130,5 +135,6 @@ class ForecastPanel(Static):
                 self.update(Text(f"no forecast: {message.reason}", style="yellow"))
 
     def on_unmount(self) -> None:
+        self._closed = True
         if self._child is not None and self._child.poll() is None:
             self._child.terminate()
