@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -280,10 +281,11 @@ def test_one_number_reading_everywhere():
 
 # --- a resume may not change what the run is -----------------------------------------------------
 @pytest.mark.slow
-def test_resume_works_from_any_folder_and_refuses_changed_inputs(tmp_path):
+def test_resume_works_from_any_folder_and_refuses_changed_inputs(tmp_path, tiny_spec):
     home, work, elsewhere = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     elsewhere.mkdir()
+    shutil.copytree(tiny_spec.path, work / "my-model")  # given as a relative folder below
     sft = "".join(json.dumps({"prompt": f"What is {i}+1?", "completion": str(i + 1)}) + "\n" for i in range(40))
     pft = "".join(json.dumps({"prompt": f"What is {i}+2?", "chosen": str(i + 2), "rejected": str(i + 3)}) + "\n"
                   for i in range(40))
@@ -295,11 +297,12 @@ def test_resume_works_from_any_folder_and_refuses_changed_inputs(tmp_path):
         return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=env, capture_output=True,
                               text=True)
 
-    made = engine(work, "run", "--task", "mine", "--model", "tiny", "--sft-file", "s.jsonl", "--pft-file", "p.jsonl",
-                  "--n-sft", "4", "--n-pft", "4", "--max-steps", "1", "--eval-size", "2", "--run-id", "r", "--json")
+    made = engine(work, "run", "--task", "mine", "--model", "my-model", "--sft-file", "s.jsonl", "--pft-file",
+                  "p.jsonl", "--n-sft", "4", "--n-pft", "4", "--max-steps", "1", "--eval-size", "2", "--run-id", "r",
+                  "--json")
     assert made.returncode == 0, made.stderr
     config = json.loads((home / "runs" / "r" / "config.json").read_text())
-    assert config["sft_file"] == str(work / "s.jsonl")
+    assert config["sft_file"] == str(work / "s.jsonl") and config["model"] == str(work / "my-model")
     store = RunStore(home / "runs.sqlite")
     store.set_status("r", "stopped")  # as if stopped before its ending: resumable
     before = store.get_run("r")
