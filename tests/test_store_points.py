@@ -156,3 +156,19 @@ def test_other_names_are_kept_and_a_stored_model_knows_its_size(home):
     assert store.get_run("t")["model"] == "tiny"
     _run(store, "d", {}, model="demo", params_b=0.135)
     assert store.get_run("d")["model"] == DEMO_NAME  # the store records the canonical name
+
+
+def test_a_model_folder_is_one_model_whichever_folder_it_was_named_from(tmp_path, monkeypatch):
+    from engine.record.model_names import canonical_model, same_model
+
+    (tmp_path / "work" / "my-model").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert canonical_model("./my-model") == canonical_model("my-model") == str(tmp_path / "work" / "my-model")
+    store = RunStore(tmp_path / "runs.sqlite")
+    _run(store, "r1", {"base": 0.1}, model="./my-model")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert store.get_run("r1")["model"] == str(tmp_path / "work" / "my-model")
+    assert same_model("../work/my-model", "./../work/my-model/")
+    assert canonical_model("tiny") == "tiny" and canonical_model("./no-such-folder") == "./no-such-folder"
+    assert canonical_model("demo") == "SmolLM2-135M-Instruct"

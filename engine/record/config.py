@@ -20,7 +20,7 @@ from advisor import validate
 from advisor.errors import AdvisorError
 from advisor.safe_files import BadFile, read_text
 from engine.record.errors import UserError, did_you_mean
-from engine.record.model_names import DEMO_NAMES
+from engine.record.model_names import model_folder
 
 QUANT_CHOICES = ("auto", "4bit", "none")  # 4-bit NF4 where bitsandbytes loads, insist on it, or none
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
@@ -231,9 +231,8 @@ def build(file: str | None, overrides: dict[str, Any], baseline: bool = False) -
     for key in ("sft_file", "pft_file", "eval_file"):  # resolved now, so a resume from any folder reads the same files
         if checked.get(key):
             checked[key] = os.path.abspath(os.path.expanduser(checked[key]))
-    model = checked.get("model")
-    if model and model != "tiny" and model.lower() not in DEMO_NAMES and Path(model).expanduser().exists():
-        checked["model"] = str(Path(model).expanduser().resolve())  # a model folder, likewise
+    if checked.get("model"):  # a model folder, likewise
+        checked["model"] = model_folder(checked["model"]) or checked["model"]
     if checked.get("accelerate_config"):  # recorded absolute, so `engine resume` finds it from anywhere
         accelerate_file = Path(checked["accelerate_config"]).expanduser().resolve()
         if not accelerate_file.is_file():

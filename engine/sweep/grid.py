@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.record import home
 from engine.record.errors import UserError
-from engine.record.model_names import canonical_model
+from engine.record.model_names import canonical_model, model_folder
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")  # a cell id adds at most 24 characters
 SPLIT_SETTINGS = ("task", "model", "n_sft", "n_pft", "budget", "sft_cost", "pft_cost")
@@ -81,7 +81,10 @@ def cell_id(name: str, budget: float, share: float) -> str:
 
 
 def default_name(task: str, model: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{task}-{canonical_model(model)}").strip("-_")
+    named = canonical_model(model)
+    if model_folder(model):  # a folder: its own name, not the path to it
+        named = Path(named).name
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{task}-{named}").strip("-_")
     return slug[:40].rstrip("-_") or "sweep"
 
 
