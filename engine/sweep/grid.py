@@ -81,9 +81,8 @@ def cell_id(name: str, budget: float, share: float) -> str:
 
 
 def default_name(task: str, model: str) -> str:
-    named = canonical_model(model)
-    if model_folder(model):  # a folder: its own name, not the path to it
-        named = Path(named).name
+    folder = model_folder(model)
+    named = Path(folder).name if folder else canonical_model(model)  # a folder: its own name, not its path
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{task}-{named}").strip("-_")
     return slug[:40].rstrip("-_") or "sweep"
 
