@@ -4,6 +4,7 @@ per stage from the run store. `--default-plan` instead forecasts the app's defau
 model, budget 1000, SFT 1, pairs 0.5) on 1 thread and on all cores, without running it.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py            # tiny and demo plans
+    OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py --plans tiny-a,tiny-b,tiny-c --repeats 3
     .venv/bin/python bench/forecast.py --default-plan
 
 Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only) whose
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,7 +66,8 @@ def measured(home: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def bench_plan(name: str, args: list[str]) -> None:
+def bench_plan(name: str, args: list[str]) -> dict[str, tuple[float, float]]:
+    """One fresh-home forecast and run of the plan, printed; {stage: (time ratio, memory ratio)}."""
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{name}-") as tmp:
         home = Path(tmp)
         task = ["--task", "gsm8k_math", *args]
@@ -77,14 +80,29 @@ def bench_plan(name: str, args: list[str]) -> None:
     print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s wall time")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
+    ratios = {}
     for stage, figure in forecast["stages"].items():
         seconds, memory = actual[stage]["stage_seconds"], actual[stage]["peak_memory_bytes"]
+        ratios[stage] = (seconds / figure["seconds"], memory / figure["peak_memory_bytes"])
         print(f"  {stage:<10} {figure['seconds']:>10.1f} {seconds:>10.1f} {seconds / figure['seconds']:>6.2f}  "
               f"{figure['peak_memory_bytes'] / 2**20:>12.0f} {memory / 2**20:>12.0f} "
               f"{memory / figure['peak_memory_bytes']:>6.2f}")
     total = sum(actual[stage]["stage_seconds"] for stage in forecast["stages"])
     ratio = total / forecast["total_seconds"]
     print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {ratio:>6.2f}")
+    return ratios | {"total": (ratio, float("nan"))}
+
+
+def summary(name: str, repeats: list[dict[str, tuple[float, float]]]) -> None:
+    """Per stage, the median ratio over the repeats and its range."""
+    print(f"\n{name}, {len(repeats)} repeats: median (min–max) measured ÷ forecast")
+    for stage in repeats[0]:
+        cells = []
+        for which in (0, 1):
+            values = sorted(r[stage][which] for r in repeats)
+            if values[0] == values[0]:  # not NaN
+                cells.append(f"{statistics.median(values):.2f} ({values[0]:.2f}–{values[-1]:.2f})")
+        print(f"  {stage:<10} time {cells[0]}" + (f"   memory {cells[1]}" if len(cells) > 1 else ""))
 
 
 def default_plan(thread_counts: list[str | None]) -> None:
@@ -102,6 +120,7 @@ def default_plan(thread_counts: list[str | None]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
+    parser.add_argument("--repeats", type=int, default=1, help="forecast and run each plan this many times")
     parser.add_argument("--default-plan", action="store_true")
     parser.add_argument("--threads", default="1,", help="comma-separated OMP_NUM_THREADS for --default-plan "
                                                        "('' = unset: every core)")
@@ -110,7 +129,9 @@ def main() -> None:
         default_plan([value or None for value in args.threads.split(",")])
         return
     for name in args.plans.split(","):
-        bench_plan(name, PLANS[name])
+        repeats = [bench_plan(name, PLANS[name]) for _ in range(args.repeats)]
+        if args.repeats > 1:
+            summary(name, repeats)
 
 
 if __name__ == "__main__":

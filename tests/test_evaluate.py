@@ -76,15 +76,16 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(scrambled, g
     assert len({len(p[0]["content"]) for p in prompts}) == 6  # different lengths, so padding matters
     batched = generate(model, tokenizer, prompts, batch_size=6, max_new_tokens=12)
     assert batched == [generate(model, tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
-    assert len(set(batched)) > 1
+    assert len(set(batched)) > 1  # (text, new tokens): a row's count stops at its own end, whatever the batch
+    assert all(1 <= answer.tokens <= 12 for answer in batched)
     assert (tokenizer.padding_side, tokenizer.truncation_side) == ("right", "right")  # restored
 
 
 def test_generation_metrics_score_the_models_own_answers_as_perfect(scrambled, gsm8k_eval):
     model, tokenizer = scrambled
     answers = generate(model, tokenizer, [e["prompt"] for e in gsm8k_eval[:8]], max_new_tokens=16)
-    assert all(words(a) for a in answers)
-    examples = [{"prompt": e["prompt"], "completion": [{"role": "assistant", "content": a}]}
+    assert all(words(a.text) for a in answers)
+    examples = [{"prompt": e["prompt"], "completion": [{"role": "assistant", "content": a.text}]}
                 for e, a in zip(gsm8k_eval[:8], answers)]
     assert evaluate(model, tokenizer, examples, "rouge_l", max_new_tokens=16).value == pytest.approx(1.0)
     shifted = [{**e, "completion": other["completion"]} for e, other in zip(examples, examples[1:] + examples[:1])]

@@ -131,6 +131,22 @@ def test_a_run_records_each_stage_and_the_next_forecast_learns_from_it(calibrate
         assert figure["seconds"] == pytest.approx(measured["stage_seconds"], rel=0.01, abs=0.0015)
 
 
+
+@pytest.mark.slow
+def test_evaluations_are_forecast_where_the_base_models_answers_end(tmp_path):
+    """The calibration answers the first evaluation batch in full: the batch's new tokens are the
+    longest answer the run's base evaluation then writes for it, and every evaluation is forecast
+    at that length. (The tiny model's first three answers end after 10–26 of 96 tokens.)"""
+    plan = [*TINY, "--n-sft", "4", "--n-pft", "0", "--eval-size", "3", "--eval-max-new-tokens", "96", "--epochs", "1"]
+    figures = json_out(engine(tmp_path, "forecast", *plan, "--json"))
+    (cache,) = (tmp_path / "calibration").glob("*.json")
+    answer = json.loads(cache.read_text())["stages"]["base_eval"]["answer_tokens"]
+    assert "base answer length" in figures["stages"]["sft_eval"]["source"]
+    outcome = json_out(engine(tmp_path, "run", *plan, "--json"))
+    written = (tmp_path / "runs" / outcome["run_id"] / "evals" / "base.jsonl").read_text().splitlines()
+    assert answer == max(json.loads(line)["tokens"] for line in written) < 96
+
+
 def test_stages_follow_the_split():
     assert forecast_stages(4, 0) == ["base_eval", "sft", "sft_eval"]
     assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]

@@ -198,6 +198,7 @@ def test_each_evaluation_saves_what_the_model_wrote(accepted):
         assert event["generations"] == f"evals/{event['stage']}.jsonl"
         rows = [json.loads(line) for line in (run / event["generations"]).read_text().splitlines()]
         assert len(rows) == event["n"]
-        assert all(set(row) == {"prompt", "output", "reference", "score"} for row in rows)
+        assert all(set(row) == {"prompt", "output", "reference", "score", "tokens"} for row in rows)
+        assert all(1 <= row["tokens"] <= accepted["events"][0]["config"]["eval_max_new_tokens"] for row in rows)
         assert all("####" in row["reference"] and row["prompt"] for row in rows)
         assert sum(row["score"] for row in rows) / len(rows) == pytest.approx(event["value"])

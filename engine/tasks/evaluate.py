@@ -13,15 +13,23 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from engine.record.errors import UserError
 from engine.tasks.metrics import Metric, Scored, exact_match_warnings, get_metric, heldout_loss
 
 
+class Answer(NamedTuple):
+    """A generated answer and how many new tokens it took (its end-of-turn token included)."""
+
+    text: str
+    tokens: int
+
+
 @dataclass
 class EvalResult:
     """A metric's value, plus for generation metrics what the model wrote: one
-    {prompt, output, reference, score} per example, so a score of 0 can be looked into."""
+    {prompt, output, reference, score, tokens} per example, so a score of 0 can be looked into."""
 
     metric: str
     value: float
@@ -47,15 +55,15 @@ def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, ba
     if not examples:
         raise UserError(f"nothing to evaluate {metric.name} on: the evaluation set is empty")
     extras, samples = {}, []
-    with _eval_mode(model), _eval_mode(reference_model), torch.inference_mode():
+    with eval_mode(model), eval_mode(reference_model), torch.inference_mode():
         prompts = [example["prompt"] for example in examples]
         if metric.needs == "text":
-            generations = generate(model, tokenizer, prompts, batch_size=batch_size,
-                                   max_new_tokens=max_new_tokens, max_length=max_length)
-            items = list(zip(generations, [_text(_answer(example)) for example in examples]))
+            answers = generate(model, tokenizer, prompts, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens, max_length=max_length)
+            items = [(answer.text, _text(_answer(example))) for answer, example in zip(answers, examples)]
             samples = [{"prompt": _text(example["prompt"]), "output": output, "reference": reference,
-                        "score": float(metric.score([(output, reference)]))}
-                       for example, (output, reference) in zip(examples, items)]
+                        "score": float(metric.score([(output, reference)])), "tokens": answer.tokens}
+                       for example, answer, (output, reference) in zip(examples, answers, items)]
         elif metric.needs == "pairs":
             chosen = _score(model, tokenizer, prompts, [_pair(e)[0] for e in examples], reference_model,
                             batch_size, max_length)
@@ -71,7 +79,7 @@ def evaluate(model, tokenizer, examples: list[dict], metric: Metric | str, *, ba
 
 
 @contextmanager
-def _eval_mode(model):
+def eval_mode(model):
     """Dropout off while scoring; a model evaluated mid-training goes back to training after."""
     was_training = model is not None and model.training
     if model is not None:
@@ -99,18 +107,19 @@ def _text(messages: list[dict]) -> str:
 
 def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8,
              max_new_tokens: int = 128, max_length: int = 1024, min_new_tokens: int = 0,
-             logits_processor=None) -> list[str]:
+             logits_processor=None) -> list[Answer]:
     """Greedy answers to chat prompts, decoded without special tokens (`min_new_tokens` > 0 makes
     every answer at least that long and `logits_processor` sees each new token: the calibration
-    times generation at a fixed length)."""
+    times generation at a fixed length). A batch generates until its longest answer ends."""
     from transformers import GenerationConfig
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    stops = _stop_tokens(model, tokenizer)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=False, use_cache=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=_stop_tokens(model, tokenizer),
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
     )
+    stops = {stops} if isinstance(stops, int) else set(stops or ())
     sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = tokenizer.truncation_side = "left"
     answers = []
@@ -121,7 +130,9 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8
                               add_special_tokens=False).to(model.device)
             output = model.generate(**batch, generation_config=config, logits_processor=logits_processor)
             new_tokens = output[:, batch["input_ids"].shape[1]:]
-            answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for row, text in zip(new_tokens.tolist(), tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                ended = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
+                answers.append(Answer(text, ended))
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = sides
     return answers

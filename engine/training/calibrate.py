@@ -5,10 +5,12 @@ It walks the run's stages in the run's order — evaluate the base, train SFT, e
 DPO on the SFT adapter, evaluate that — with the real TRL trainers built on all the run's
 examples (so their tokenisation is the run's) but trained for two steps, one micro-batch each:
 the shortest examples first (a cheap step that pays the first-call costs), then the longest
-(the timed step, and the stage's peak memory). Each stage measures what its forecast needs:
-model-load seconds, trainer set-up seconds, seconds per padded token of a training step, an
-evaluation batch's prefill and per-token decode seconds (timed inside one generation call), and
-its peak memory. Everything is written to a temporary folder that is removed afterwards.
+micro-batch (the timed step, and the stage's peak memory). Each stage measures what its forecast
+needs: model-load seconds, trainer set-up seconds, seconds per padded token of a training step,
+an evaluation batch's prefill and per-token decode seconds (timed inside one generation call),
+and its peak memory. The base model answers the first evaluation batch in full, which also
+measures where its answers end. Everything is written to a temporary folder that is removed
+afterwards.
 
 Results are cached as JSON in the home folder, keyed by machine, model, quantisation and the
 shapes that matter; a cached calibration is reused as is."""
@@ -19,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +31,9 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 3
+CALIBRATION_VERSION = 4
 CALIBRATION_STEPS = 2  # the shortest micro-batch (warm-up, its extra cost counts as set-up), then the longest, timed
-DECODE_TOKENS = 8  # decoded tokens timed after the prefill of the timed generation
+DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 
 
 def cache_dir() -> Path:
@@ -131,16 +134,16 @@ class _Walk:
         stages = {}
         with meter.measure() as used:
             started = time.perf_counter()
-            model = self.models.for_eval()
+            self.models.for_eval()  # held by BaseModels only: training drops it, as a run does
             load = time.perf_counter() - started
-            stages["base_eval"] = self._generation(model) | {"load_seconds": load}
+            stages["base_eval"] = self._generation(self.models.for_eval(), full=True) | {"load_seconds": load}
         stages["base_eval"]["peak_memory_bytes"] = used.peak_memory_bytes
         for stage in self.plan.stages:
             with meter.measure() as used:
                 figures, policy = self._train(stage)
             stages[stage] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
             with meter.measure() as used:
-                figures = self._generation(policy)
+                figures = self._generation(policy, full=False)
             stages[f"{stage}_eval"] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
             del policy
         assert set(stages) <= set(FORECAST_STAGES)
@@ -190,12 +193,14 @@ class _Walk:
                    "calibration_steps": [[round(s, 4), t] for s, t in steps]}
         return figures, trainer.model
 
-    def _generation(self, model) -> dict:
+    def _generation(self, model, *, full: bool) -> dict:
         """The first evaluation batch's prefill seconds and decode seconds per token, timed inside
-        one call that makes DECODE_TOKENS + 1 new tokens, after a one-prompt, one-token call whose
-        extra seconds (a 4-bit model repacks its weights at its first evaluation) the stage pays
-        once: that call's seconds less its share of the batch's prefill."""
-        from engine.tasks.evaluate import evaluate, generate
+        one call, after a one-prompt, one-token call whose extra seconds (a 4-bit model repacks
+        its weights at its first evaluation) the stage pays once: that call's seconds less its
+        share of the batch's prefill. `full`: the batch is answered as the evaluation answers it,
+        and `answer_tokens` says how many new tokens that took (the run's evaluations stop when
+        every answer of a batch has ended); else it makes exactly DECODE_TOKENS + 1 new tokens."""
+        from engine.tasks.evaluate import eval_mode, evaluate, generate
 
         config, plan = self.config, self.plan
         batch = plan.splits.eval[: config.eval_batch_size]
@@ -219,17 +224,21 @@ class _Walk:
 
         prompts = [example["prompt"] for example in batch]
         tokenizer, length = self.models.tokenizer, config.max_length
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():  # as `evaluate` generates: dropout off
             started = time.perf_counter()
             generate(model, tokenizer, prompts[:1], max_new_tokens=1, max_length=length, min_new_tokens=1)
             first = time.perf_counter() - started
             started = time.perf_counter()
-            generate(model, tokenizer, prompts, batch_size=config.eval_batch_size, max_new_tokens=DECODE_TOKENS + 1,
-                     max_length=length, min_new_tokens=DECODE_TOKENS + 1,
-                     logits_processor=LogitsProcessorList([Stamp()]))
+            new = config.eval_max_new_tokens if full else DECODE_TOKENS + 1
+            answers = generate(model, tokenizer, prompts, batch_size=config.eval_batch_size, max_new_tokens=new,
+                               max_length=length, min_new_tokens=0 if full else new,
+                               logits_processor=LogitsProcessorList([Stamp()]))
         prefill = stamps[0] - started
-        return {"prefill_seconds": prefill, "decode_seconds_per_token": (stamps[-1] - stamps[0]) / DECODE_TOKENS,
-                "warmup_seconds": max(0.0, first - prefill / len(prompts))}
+        steps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+        figures = {"prefill_seconds": prefill,  # the median step: one scheduler hiccup does not make it
+                   "decode_seconds_per_token": statistics.median(steps) if steps else 0.0,
+                   "warmup_seconds": max(0.0, first - prefill / len(prompts))}
+        return figures | ({"answer_tokens": max(answer.tokens for answer in answers)} if full else {})
 
 
 class _NoEvents:
@@ -248,7 +257,7 @@ def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:
 
 def _calibration_rows(lengths: list[int], batch_size: int) -> list[int]:
     """Row indices for the calibration's two micro-batches: the batch_size shortest examples, then
-    the batch_size longest (the run's peak-memory batch). With fewer than two batches of examples
-    the two overlap."""
+    the batch_size longest (the shape of the run's largest batch: the one holding its longest
+    example, padded to it). With fewer than two batches of examples the two overlap."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     return order[:batch_size] + order[-batch_size:]

@@ -3,8 +3,10 @@ and its device-hours and money — and the refusal of a run that will not fit.
 
 Every figure has a source, printed beside it: `calibration` (this machine's own short run of
 the model at the run's shapes, `engine.training.calibrate`), the model's config (the KV cache an
-evaluation grows as it generates) and the data's token lengths (how many padded tokens each
-stage trains on), refined by `history` — the median measured ÷ forecast of this model's
+evaluation grows as it generates), the data's token lengths (how many padded tokens each stage
+trains on) and the base model's answer length (where the base model's answers to the first
+evaluation batch ended: a trained model's evaluation is forecast to write as much, since nothing
+measured before the run says otherwise), refined by `history` — the median measured ÷ forecast of this model's
 finished runs on this machine, recorded per stage in the store. The arithmetic is in
 `engine.record.compute`, which the TUI may import; this module measures."""
 
@@ -45,8 +47,9 @@ def use_threads(config) -> int:
 def _shapes(plan) -> dict:
     """What fixes the run's shapes besides the model: the data selected and how it is batched."""
     config = plan.config
-    return {key: getattr(config, key) for key in ("task", "sft_file", "pft_file", "metric", "seed", "n_sft",
-                                                  "n_pft", "eval_size", "max_length", "trust_remote_code")}
+    return {key: getattr(config, key) for key in ("task", "sft_file", "pft_file", "eval_file", "metric", "seed",
+                                                  "n_sft", "n_pft", "eval_size", "eval_max_new_tokens", "max_length",
+                                                  "trust_remote_code")}
 
 
 def calibration(plan, *, run_if_missing: bool = True, memory_limit: int | None = None) -> dict | None:
@@ -81,6 +84,7 @@ class Forecast:
         stages, self.fixed, self.longest = {}, {}, {}
         kv = _kv_bytes_per_token(plan.spec.path)
         n_eval_batches = math.ceil(len(plan.splits.eval) / config.eval_batch_size)
+        answer = measured["stages"]["base_eval"].get("answer_tokens")
         for stage in compute.forecast_stages(config.n_sft, config.n_pft):
             figures = measured["stages"][stage]
             source, memory = "calibration", figures["peak_memory_bytes"]
@@ -88,11 +92,11 @@ class Forecast:
                 if "batch_seconds" in figures:
                     seconds = n_eval_batches * figures["batch_seconds"]
                 else:
-                    new = max(0, config.eval_max_new_tokens - 1)
-                    seconds = n_eval_batches * (figures["prefill_seconds"] + new * figures["decode_seconds_per_token"])
-                    grown = max(0, config.eval_max_new_tokens - calibrate.DECODE_TOKENS - 1)
-                    memory += kv * config.eval_batch_size * grown
-                    source += " + model config (KV cache)"
+                    seconds = n_eval_batches * (figures["prefill_seconds"]
+                                                + (answer - 1) * figures["decode_seconds_per_token"])
+                    if stage != "base_eval":
+                        memory += kv * config.eval_batch_size * max(0, answer - calibrate.DECODE_TOKENS - 1)
+                        source += " + base answer length + model config (KV cache)"
                 seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
                 rows = figures["rows_per_example"] * config.batch_size

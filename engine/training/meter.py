@@ -5,7 +5,8 @@ Peak memory is what the stage can run out of: on CUDA the most GPU memory torch 
 exercised on a GPU here); on the CPU the process's resident set at its highest. Linux keeps that
 high-water mark in /proc/self/status (VmHWM) and resets it when "5" is written to
 /proc/self/clear_refs, so each stage gets its own peak; where that cannot be reset the peak is
-the process's lifetime peak (`resource.getrusage`), which can only over-state a later stage."""
+the process's lifetime peak (`resource.getrusage`), which can only over-state a later stage.
+Before a CPU stage starts, the heap pages earlier stages freed are returned to the system."""
 
 from __future__ import annotations
 
@@ -40,6 +41,20 @@ def current_memory_bytes() -> int:
     import torch
 
     return int(torch.cuda.memory_allocated()) if torch.cuda.is_available() else rss_bytes()
+
+
+def release_freed_memory() -> None:
+    """Hands the heap pages a finished stage freed back to the system (glibc keeps them
+    otherwise), so the next stage's resident set is what it holds, not what the last one left
+    behind — the same in a run and in its calibration. A no-op without glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_cpu_peak() -> None:
@@ -83,6 +98,7 @@ def measure():
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     else:
+        release_freed_memory()
         _reset_cpu_peak()
     result = Measured()
     start = time.perf_counter()
