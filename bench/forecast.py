@@ -31,7 +31,11 @@ PLANS = {
     "tiny-c": ["--model", "tiny", "--n-sft", "16", "--n-pft", "64", "--max-length", "256"],
     "demo-a": ["--model", "demo", "--n-sft", "16", "--n-pft", "8", "--max-length", "256", *SMALL],
     "demo-b": ["--model", "demo", "--n-sft", "24", "--n-pft", "16", "--max-length", "384", "--batch-size", "2", *SMALL],
+    "tiny-d": ["--model", "tiny", "--n-sft", "128", "--n-pft", "96"],
+    "demo-c": ["--model", "demo", "--n-sft", "32", "--n-pft", "16", "--max-length", "256", *SMALL],
 }
+# Plans forecast from another plan's calibration (same stages, another split): nothing recalibrates.
+CALIBRATED_BY = {"tiny-d": "tiny-a", "demo-c": "demo-a"}
 MODELS = Path(tempfile.gettempdir()) / "budgettui-bench-models"
 DEFAULT_PLAN = ["--model", "demo", "--budget", "1000", "--sft-cost", "1", "--pft-cost", "0.5"]
 
@@ -71,13 +75,20 @@ def bench_plan(name: str, args: list[str]) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{name}-") as tmp:
         home = Path(tmp)
         task = ["--task", "gsm8k_math", *args]
-        _, done = engine(home, "forecast", *task, "--json")
+        if name in CALIBRATED_BY:
+            engine(home, "forecast", "--task", "gsm8k_math", *PLANS[CALIBRATED_BY[name]], "--json")
+        asked, done = engine(home, "forecast", *task, "--json", *(["--cached-only"] if name in CALIBRATED_BY else []))
         forecast = json.loads(done.stdout)
         calibration = calibration_seconds(home)
         run_wall, _ = engine(home, "run", *task, "--json")
         actual = measured(home)
-    print(f"\n{name}: {' '.join(args)}  ({forecast['device']}, {forecast['threads']} thread(s))")
-    print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s wall time")
+    reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
+    print(f"\n{name}: {' '.join(args)}  ({forecast['device']}, {forecast['threads']} thread(s){reused})")
+    if reused:
+        print(f"  no calibration of its own (the borrowed one took {calibration:.1f} s): `engine forecast` "
+              f"{asked:.1f} s; run {run_wall:.1f} s wall")
+    else:
+        print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s wall time")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}

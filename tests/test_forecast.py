@@ -147,6 +147,58 @@ def test_evaluations_are_forecast_where_the_base_models_answers_end(tmp_path):
     assert answer == max(json.loads(line)["tokens"] for line in written) < 96
 
 
+
+def test_token_lengths_without_a_trainer_are_the_trainers(tmp_path, monkeypatch):
+    """A plan the calibration did not train on is forecast from lengths tokenised without a
+    trainer: they must be the ones TRL's trainers tokenise (chat template, end-of-turn token)."""
+    from engine.record import config
+    from engine.training import stages
+    from engine.training.calibrate import padded_lengths, token_lengths
+    from engine.training.train import BaseModels, build_plan
+
+    monkeypatch.setenv("BUDGETTUI_HOME", str(tmp_path))
+    seen = {}
+    for max_length in (1024, 256, 120):
+        plan, _ = build_plan(config.build(None, {"task": "gsm8k_math", "model": "tiny", "n_sft": 12, "n_pft": 12,
+                                                 "max_length": max_length}))
+        models = BaseModels(plan, lambda message: None)
+        sft = stages.sft_trainer(plan.config, models.fresh(), models.tokenizer, plan.splits.sft, tmp_path / "s", [])
+        dpo = stages.dpo_trainer(plan.config, models.fresh(), models.tokenizer, plan.splits.pft, tmp_path / "d", [])
+        for stage, trainer, examples in (("sft", sft, plan.splits.sft), ("dpo", dpo, plan.splits.pft)):
+            expected = padded_lengths(trainer.train_dataset, stage, max_length)
+            assert token_lengths(models.tokenizer, examples, stage, max_length) == expected
+            seen[stage, max_length] = expected
+    assert max(seen["sft", 1024]) > 256 and max(seen["dpo", 1024]) > 256 and 256 in seen["dpo", 256]  # cut
+    assert 0 < len(seen["sft", 120]) < 12  # prompts alone filling max_length are dropped
+
+
+def test_another_split_of_the_same_stages_reuses_the_calibration(calibrated):
+    """Only the split differs: no new calibration, the same evaluations, and training stages that
+    grow with the data — while a plan with other stages needs its own calibration."""
+    home, _ = calibrated
+    first = json_out(engine(home, "forecast", *PLAN, "--json", "--cached-only"))  # history may scale both
+    bigger = [*TINY, "--n-sft", "32", "--n-pft", "24", *SMALL]
+    again = json_out(engine(home, "forecast", *bigger, "--json", "--cached-only"))
+    assert len(list((home / "calibration").glob("*.json"))) == 1
+    for stage in ("base_eval", "sft_eval", "dpo_eval"):
+        assert again["stages"][stage] == first["stages"][stage]
+    for stage in ("sft", "dpo"):
+        assert again["stages"][stage]["seconds"] > 1.5 * first["stages"][stage]["seconds"]
+        assert again["stages"][stage]["peak_memory_bytes"] >= first["stages"][stage]["peak_memory_bytes"]
+    other = engine(home, "forecast", *TINY, "--n-sft", "8", "--n-pft", "0", *SMALL, "--json", "--cached-only")
+    assert other.returncode == 2 and "no calibration of this plan" in other.stderr
+
+
+
+def test_a_plan_whose_prompts_fill_max_length_is_refused_before_calibrating(tmp_path):
+    done = engine(tmp_path, "forecast", *TINY, "--n-sft", "8", "--n-pft", "8", "--max-length", "80")
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "engine: error: every DPO example's prompt fills max_length 80 (the trainer would keep none): "
+        "raise max_length or shorten the prompts"]
+    assert not (tmp_path / "calibration").exists()
+
+
 def test_stages_follow_the_split():
     assert forecast_stages(4, 0) == ["base_eval", "sft", "sft_eval"]
     assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]

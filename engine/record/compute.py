@@ -138,6 +138,12 @@ def training_micro_batches(lengths: list[int], *, batch_size: int, grad_accum: i
     return batches
 
 
+def padded_batch_tokens(lengths: list[int], rows_per_example: int) -> int:
+    """Tokens of one micro-batch of examples of these lengths, padded to the longest (a
+    preference pair is two rows: chosen and rejected)."""
+    return rows_per_example * len(lengths) * max(lengths)
+
+
 def stage_figure(seconds: float, peak_memory_bytes: float, source: str) -> dict:
     return {"seconds": round(float(seconds), 3), "peak_memory_bytes": int(peak_memory_bytes), "source": source}
 

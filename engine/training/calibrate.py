@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from engine.record import home
-from engine.record.compute import FORECAST_STAGES
+from engine.record.compute import FORECAST_STAGES, padded_batch_tokens
 from engine.record.config import RunConfig
 from engine.training import meter
 
@@ -95,7 +95,8 @@ def calibrate(plan, key: dict) -> dict:
 
 
 class _StepTimer:
-    """Seconds of each optimizer step, and the padded tokens its gradient forwards saw."""
+    """Seconds of each optimizer step, the padded tokens its gradient forwards saw, and the
+    stage's peak memory when it ended."""
 
     def __init__(self, model):
         import torch
@@ -103,6 +104,7 @@ class _StepTimer:
 
         self.seconds: list[float] = []
         self.tokens: list[int] = [0]
+        self.peaks: list[int] = []
         timer = self
 
         class Callback(TrainerCallback):
@@ -112,6 +114,7 @@ class _StepTimer:
 
             def on_step_end(self, args, state, control, **kwargs):
                 timer.seconds.append(time.perf_counter() - timer._began)
+                timer.peaks.append(meter.peak_memory_bytes())
 
         def count(module, inputs):
             if torch.is_grad_enabled() and inputs and hasattr(inputs[0], "shape"):
@@ -171,7 +174,8 @@ class _Walk:
             trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, [])
         setup = time.perf_counter() - started
         lengths = padded_lengths(trainer.train_dataset, stage, self.config.max_length)
-        trainer.train_dataset = trainer.train_dataset.select(_calibration_rows(lengths, config.batch_size))
+        rows = _calibration_rows(lengths, config.batch_size)
+        trainer.train_dataset = trainer.train_dataset.select(rows)
         trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order
         timer = _StepTimer(trainer.model)
         trainer.add_callback(timer.callback)
@@ -183,14 +187,21 @@ class _Walk:
             from engine.training.checkpoints import save_adapter
 
             save_adapter(trainer.model, self.folder / "sft-adapter")
-        steps = list(zip(timer.seconds, timer.tokens[1:]))
-        seconds, tokens = steps[-1]
+        steps = list(zip(timer.seconds, timer.tokens[1:], timer.peaks))
+        seconds, tokens, _ = steps[-1]
         per_token = seconds / max(1, tokens)
         warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if len(steps) > 1 else 0.0
+        rows_per_example = 2 if stage == "dpo" else 1
+        batches = [rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
+        points = sorted((padded_batch_tokens([lengths[i] for i in batch], rows_per_example), peak)
+                        for batch, (_, _, peak) in zip(batches, steps))
+        (small_tokens, small_peak), (large_tokens, large_peak) = points[0], points[-1]
         figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup,
-                   "seconds_per_token": per_token,
-                   "lengths": lengths, "rows_per_example": 2 if stage == "dpo" else 1,
-                   "calibration_steps": [[round(s, 4), t] for s, t in steps]}
+                   "seconds_per_token": per_token, "rows_per_example": rows_per_example,
+                   "peak_batch_tokens": large_tokens,  # memory grows by this much per token of a larger batch:
+                   "memory_per_batch_token": max(0.0, (large_peak - small_peak) / (large_tokens - small_tokens))
+                   if large_tokens > small_tokens else 0.0,
+                   "calibration_steps": [[round(s, 4), t, m] for s, t, m in steps]}
         return figures, trainer.model
 
     def _generation(self, model, *, full: bool) -> dict:
@@ -244,6 +255,29 @@ class _Walk:
 class _NoEvents:
     def emit(self, *args, **kwargs):
         return None
+
+
+def token_lengths(tokenizer, examples: list[dict], stage: str, max_length: int) -> list[int]:
+    """`padded_lengths` without a trainer: each conversation tokenised by the chat template as TRL
+    tokenises it (prompt + answer; for a pair, the longer answer), cut at max_length, leaving out
+    the examples whose prompt alone fills max_length (both trainers drop them: no answer token
+    would be left) — what a forecast of a plan the calibration did not train on needs."""
+    def ids(messages, **options):
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **options)["input_ids"]
+
+    lengths = []
+    for example in examples:
+        prompt = ids(example["prompt"], add_generation_prompt=True)
+        answers = [ids(example["prompt"] + example[key]) for key in (("completion",) if stage == "sft"
+                                                                      else ("chosen", "rejected"))]
+        if min(_common_prefix(prompt, answer) for answer in answers) < max_length:
+            lengths.append(min(max_length, max(map(len, answers))))
+    return lengths
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Where the prompt's tokens end inside the conversation's (as TRL finds it)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:

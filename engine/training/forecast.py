@@ -45,11 +45,13 @@ def use_threads(config) -> int:
 
 
 def _shapes(plan) -> dict:
-    """What fixes the run's shapes besides the model: the data selected and how it is batched."""
+    """What a calibration's rates depend on besides the model: the task's data, the stages trained,
+    the evaluation and the longest sequence. Not the split's sizes: a plan with another split of
+    the same stages reuses the calibration with its own token lengths."""
     config = plan.config
-    return {key: getattr(config, key) for key in ("task", "sft_file", "pft_file", "eval_file", "metric", "seed",
-                                                  "n_sft", "n_pft", "eval_size", "eval_max_new_tokens", "max_length",
-                                                  "trust_remote_code")}
+    return {"stages": list(plan.stages), **{key: getattr(config, key) for key in (
+        "task", "sft_file", "pft_file", "eval_file", "metric", "eval_size", "eval_max_new_tokens", "max_length",
+        "trust_remote_code")}}
 
 
 def calibration(plan, *, run_if_missing: bool = True, memory_limit: int | None = None) -> dict | None:
@@ -78,7 +80,8 @@ def _kv_bytes_per_token(model_path) -> int:
 class Forecast:
     """A plan's forecast (`as_dict` is `engine forecast --json`) and what the refusal needs."""
 
-    def __init__(self, plan, measured: dict, history: dict[str, dict[str, float]], gpu_hour_price: float | None):
+    def __init__(self, plan, measured: dict, lengths: dict[str, list[int]], history: dict[str, dict[str, float]],
+                 gpu_hour_price: float | None):
         config = self.config = plan.config
         self.calibration_seconds = measured["calibration_seconds"]
         stages, self.fixed, self.longest = {}, {}, {}
@@ -101,11 +104,15 @@ class Forecast:
             else:
                 rows = figures["rows_per_example"] * config.batch_size
                 batches = compute.training_micro_batches(
-                    figures["lengths"], batch_size=config.batch_size, grad_accum=config.grad_accum,
+                    lengths[stage], batch_size=config.batch_size, grad_accum=config.grad_accum,
                     epochs=config.epochs, max_steps=config.max_steps, seed=config.seed)
                 seconds = (figures["load_seconds"] + figures["setup_seconds"]
                            + figures["seconds_per_token"] * rows * sum(batches))
-                self.longest[stage] = max(figures["lengths"])
+                largest = compute.padded_batch_tokens(sorted(lengths[stage])[-config.batch_size:],
+                                                      figures["rows_per_example"])
+                memory += figures["memory_per_batch_token"] * (largest - figures["peak_batch_tokens"])
+                memory = max(memory, figures["loaded_memory_bytes"])
+                self.longest[stage] = max(lengths[stage])
                 self.fixed[stage] = figures["loaded_memory_bytes"]
                 source += " + data token lengths"
             factors = history.get(stage, {})
@@ -150,10 +157,26 @@ def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool 
     """The plan's forecast on this machine; None only when no calibration is cached and
     `run_if_missing` is off."""
     threads = use_threads(plan.config)
+    lengths = _lengths(plan)  # first: it refuses a plan whose prompts fill max_length before anything loads
     measured = calibration(plan, run_if_missing=run_if_missing, memory_limit=memory_limit)
     if measured is None:
         return None
-    return Forecast(plan, measured, _history(plan.config.model, threads), gpu_hour_price)
+    return Forecast(plan, measured, lengths, _history(plan.config.model, threads), gpu_hour_price)
+
+
+def _lengths(plan) -> dict[str, list[int]]:
+    """{training stage: each of its examples' token length}, as its trainer will tokenise them."""
+    from engine.training.models import load_tokenizer
+
+    tokenizer, _ = load_tokenizer(plan.spec.path, trust_remote_code=plan.config.trust_remote_code)
+    examples = {"sft": plan.splits.sft, "dpo": plan.splits.pft}
+    lengths = {stage: calibrate.token_lengths(tokenizer, examples[stage], stage, plan.config.max_length)
+               for stage in plan.stages}
+    for stage, kept in lengths.items():
+        if not kept:
+            raise UserError(f"every {stage.upper()} example's prompt fills max_length {plan.config.max_length} "
+                            "(the trainer would keep none): raise max_length or shorten the prompts")
+    return lengths
 
 
 def _limit(memory_limit: int | None) -> int | None:

