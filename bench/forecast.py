@@ -88,7 +88,8 @@ def bench_plan(name: str, args: list[str]) -> dict[str, tuple[float, float]]:
         print(f"  no calibration of its own (the borrowed one took {calibration:.1f} s): `engine forecast` "
               f"{asked:.1f} s; run {run_wall:.1f} s wall")
     else:
-        print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s wall time")
+        print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s "
+              "wall time")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}

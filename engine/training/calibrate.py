@@ -3,17 +3,21 @@ does it, for a few timed steps of each stage at the run's shapes.
 
 It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
 DPO on the SFT adapter, evaluate that — with the real TRL trainers built on all the run's
-examples (so their tokenisation is the run's) but trained for two steps, one micro-batch each:
+examples (so their tokenisation is the run's) but trained for a few steps, one micro-batch each:
 the shortest examples first (a cheap step that pays the first-call costs), then the longest
-micro-batch (the timed step, and the stage's peak memory). Each stage measures what its forecast
+micro-batch (the timed step, and the stage's peak memory; repeated while the timed steps add up
+to under half a second). Each stage measures what its forecast
 needs: model-load seconds, trainer set-up seconds, seconds per padded token of a training step,
 an evaluation batch's prefill and per-token decode seconds (timed inside one generation call),
 and its peak memory. The base model answers the first evaluation batch in full, which also
 measures where its answers end. Everything is written to a temporary folder that is removed
 afterwards.
 
-Results are cached as JSON in the home folder, keyed by machine, model, quantisation and the
-shapes that matter; a cached calibration is reused as is."""
+Results are cached as JSON in the home folder, keyed by machine, model, quantisation, LoRA,
+batch, the task's data, the stages trained and the evaluation — not by the split's sizes: what
+is kept are rates (seconds per padded token, memory per padded token of a larger batch, prefill
+and decode seconds, where the base model's answers end), so another split of the same stages is
+forecast from its own token lengths (`token_lengths`) without calibrating again."""
 
 from __future__ import annotations
 
@@ -32,7 +36,10 @@ from engine.record.config import RunConfig
 from engine.training import meter
 
 CALIBRATION_VERSION = 4
-CALIBRATION_STEPS = 2  # the shortest micro-batch (warm-up, its extra cost counts as set-up), then the longest, timed
+# The shortest micro-batch (a warm-up: its extra cost counts as set-up), then the longest, timed —
+# repeated while the timed steps add up to less than TIMED_SECONDS (a tiny model's step is a few
+# milliseconds, at the mercy of the scheduler), at most TIMED_STEPS times.
+TIMED_STEPS, TIMED_SECONDS = 5, 0.5
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 
 
@@ -115,6 +122,7 @@ class _StepTimer:
             def on_step_end(self, args, state, control, **kwargs):
                 timer.seconds.append(time.perf_counter() - timer._began)
                 timer.peaks.append(meter.peak_memory_bytes())
+                control.should_training_stop = sum(timer.seconds[1:]) >= TIMED_SECONDS
 
         def count(module, inputs):
             if torch.is_grad_enabled() and inputs and hasattr(inputs[0], "shape"):
@@ -157,7 +165,7 @@ class _Walk:
 
         from engine.training import stages
 
-        config = dataclasses.replace(self.config, grad_accum=1, max_steps=CALIBRATION_STEPS,
+        config = dataclasses.replace(self.config, grad_accum=1, max_steps=1 + TIMED_STEPS,
                                      checkpoint_every=10**9)
         examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
         started = time.perf_counter()
@@ -188,8 +196,7 @@ class _Walk:
 
             save_adapter(trainer.model, self.folder / "sft-adapter")
         steps = list(zip(timer.seconds, timer.tokens[1:], timer.peaks))
-        seconds, tokens, _ = steps[-1]
-        per_token = seconds / max(1, tokens)
+        per_token = statistics.median(seconds / max(1, tokens) for seconds, tokens, _ in steps[1:] or steps)
         warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if len(steps) > 1 else 0.0
         rows_per_example = 2 if stage == "dpo" else 1
         batches = [rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
@@ -290,8 +297,9 @@ def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:
 
 
 def _calibration_rows(lengths: list[int], batch_size: int) -> list[int]:
-    """Row indices for the calibration's two micro-batches: the batch_size shortest examples, then
-    the batch_size longest (the shape of the run's largest batch: the one holding its longest
-    example, padded to it). With fewer than two batches of examples the two overlap."""
+    """Row indices for the calibration's micro-batches: the batch_size shortest examples, then the
+    batch_size longest (the shape of the run's largest batch: the one holding its longest
+    example, padded to it) TIMED_STEPS times. With fewer than two batches of examples the
+    shortest and the longest overlap."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return order[:batch_size] + order[-batch_size:]
+    return order[:batch_size] + order[-batch_size:] * TIMED_STEPS
