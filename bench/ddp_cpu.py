@@ -14,7 +14,6 @@ each in a fresh process, in a throw-away $BUDGETTUI_HOME.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -16,7 +16,6 @@ also reports torch's own `max_memory_allocated`.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys

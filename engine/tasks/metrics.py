@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Callable
 
-from engine.record.errors import UserError, unknown_choice
+from engine.record.errors import unknown_choice
 
 KINDS = {"text": "generation", "pairs": "scoring", "completions": "scoring"}
 NUMBER = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?")

