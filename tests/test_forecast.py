@@ -133,22 +133,24 @@ def test_a_run_records_each_stage_and_the_next_forecast_learns_from_it(calibrate
 
 
 @pytest.mark.slow
-def test_evaluations_are_forecast_where_the_base_models_answers_end(tmp_path):
+def test_evaluations_are_forecast_where_the_base_models_answers_end(calibrated):
     """The calibration answers the first evaluation batch in full: the batch's new tokens are the
     longest answer the run's base evaluation then writes for it, and every evaluation is forecast
     at that length. (The tiny model's first three answers end after 10–26 of 96 tokens.)"""
+    home, _ = calibrated
     plan = [*TINY, "--n-sft", "4", "--n-pft", "0", "--eval-size", "3", "--eval-max-new-tokens", "96", "--epochs", "1"]
-    figures = json_out(engine(tmp_path, "forecast", *plan, "--json"))
-    (cache,) = (tmp_path / "calibration").glob("*.json")
+    before = set((home / "calibration").glob("*.json"))
+    figures = json_out(engine(home, "forecast", *plan, "--json"))
+    (cache,) = set((home / "calibration").glob("*.json")) - before
     answer = json.loads(cache.read_text())["stages"]["base_eval"]["answer_tokens"]
     assert "base answer length" in figures["stages"]["sft_eval"]["source"]
-    outcome = json_out(engine(tmp_path, "run", *plan, "--json"))
-    written = (tmp_path / "runs" / outcome["run_id"] / "evals" / "base.jsonl").read_text().splitlines()
+    outcome = json_out(engine(home, "run", *plan, "--json"))
+    written = (home / "runs" / outcome["run_id"] / "evals" / "base.jsonl").read_text().splitlines()
     assert answer == max(json.loads(line)["tokens"] for line in written) < 96
 
 
 
-def test_token_lengths_without_a_trainer_are_the_trainers(tmp_path, monkeypatch):
+def test_token_lengths_without_a_trainer_are_the_trainers(calibrated, tmp_path, monkeypatch):
     """A plan the calibration did not train on is forecast from lengths tokenised without a
     trainer: they must be the ones TRL's trainers tokenise (chat template, end-of-turn token)."""
     from engine.record import config
@@ -156,7 +158,7 @@ def test_token_lengths_without_a_trainer_are_the_trainers(tmp_path, monkeypatch)
     from engine.training.calibrate import padded_lengths, token_lengths
     from engine.training.train import BaseModels, build_plan
 
-    monkeypatch.setenv("BUDGETTUI_HOME", str(tmp_path))
+    monkeypatch.setenv("BUDGETTUI_HOME", str(calibrated[0]))  # its tiny model is built already
     seen = {}
     for max_length in (1024, 256, 120):
         plan, _ = build_plan(config.build(None, {"task": "gsm8k_math", "model": "tiny", "n_sft": 12, "n_pft": 12,
@@ -176,10 +178,11 @@ def test_another_split_of_the_same_stages_reuses_the_calibration(calibrated):
     """Only the split differs: no new calibration, the same evaluations, and training stages that
     grow with the data — while a plan with other stages needs its own calibration."""
     home, _ = calibrated
+    cached = sorted((home / "calibration").glob("*.json"))
     first = json_out(engine(home, "forecast", *PLAN, "--json", "--cached-only"))  # history may scale both
     bigger = [*TINY, "--n-sft", "32", "--n-pft", "24", *SMALL]
     again = json_out(engine(home, "forecast", *bigger, "--json", "--cached-only"))
-    assert len(list((home / "calibration").glob("*.json"))) == 1
+    assert sorted((home / "calibration").glob("*.json")) == cached
     for stage in ("base_eval", "sft_eval", "dpo_eval"):
         assert again["stages"][stage] == first["stages"][stage]
     for stage in ("sft", "dpo"):
@@ -190,13 +193,15 @@ def test_another_split_of_the_same_stages_reuses_the_calibration(calibrated):
 
 
 
-def test_a_plan_whose_prompts_fill_max_length_is_refused_before_calibrating(tmp_path):
-    done = engine(tmp_path, "forecast", *TINY, "--n-sft", "8", "--n-pft", "8", "--max-length", "80")
+def test_a_plan_whose_prompts_fill_max_length_is_refused_before_calibrating(calibrated):
+    home, _ = calibrated
+    cached = sorted((home / "calibration").glob("*.json"))
+    done = engine(home, "forecast", *TINY, "--n-sft", "8", "--n-pft", "8", "--max-length", "80")
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "engine: error: every DPO example's prompt fills max_length 80 (the trainer would keep none): "
         "raise max_length or shorten the prompts"]
-    assert not (tmp_path / "calibration").exists()
+    assert sorted((home / "calibration").glob("*.json")) == cached
 
 
 def test_stages_follow_the_split():
