@@ -6,10 +6,9 @@ DPO on the SFT adapter, evaluate that — with the real TRL trainers built on al
 examples (so their tokenisation is the run's) but trained for a few steps, one micro-batch each:
 the shortest examples first (a cheap step that pays the first-call costs), then the longest
 micro-batch (the timed step, and the stage's peak memory; repeated while the timed steps add up
-to under half a second). Each stage measures what its forecast
-needs: model-load seconds, trainer set-up seconds, seconds per padded token of a training step,
-an evaluation batch's prefill and per-token decode seconds (timed inside one generation call),
-and its peak memory. The base model answers the first evaluation batch in full, which also
+to under half a second). Each stage measures what its forecast needs: model-load seconds,
+trainer set-up seconds, seconds per padded token of a training step, an evaluation batch's
+prefill and per-token decode seconds (timed inside one generation call), and its peak memory. The base model answers the first evaluation batch in full, which also
 measures where its answers end. Everything is written to a temporary folder that is removed
 afterwards.
 
@@ -167,7 +166,7 @@ class _Walk:
 
         config = dataclasses.replace(self.config, grad_accum=1, max_steps=1 + TIMED_STEPS,
                                      checkpoint_every=10**9)
-        examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
+        examples = self.plan.examples(stage)
         started = time.perf_counter()
         base = self.models.fresh()
         load = time.perf_counter() - started

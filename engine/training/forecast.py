@@ -169,8 +169,7 @@ def _lengths(plan) -> dict[str, list[int]]:
     from engine.training.models import load_tokenizer
 
     tokenizer, _ = load_tokenizer(plan.spec.path, trust_remote_code=plan.config.trust_remote_code)
-    examples = {"sft": plan.splits.sft, "dpo": plan.splits.pft}
-    lengths = {stage: calibrate.token_lengths(tokenizer, examples[stage], stage, plan.config.max_length)
+    lengths = {stage: calibrate.token_lengths(tokenizer, plan.examples(stage), stage, plan.config.max_length)
                for stage in plan.stages}
     for stage, kept in lengths.items():
         if not kept:

@@ -78,6 +78,10 @@ class Plan:
     def stages(self) -> list[str]:
         return [stage for stage, n in (("sft", self.config.n_sft), ("dpo", self.config.n_pft)) if n]
 
+    def examples(self, stage: str) -> list[dict]:
+        """What a training stage trains on: the SFT examples or the preference pairs."""
+        return self.splits.sft if stage == "sft" else self.splits.pft
+
 
 def _advise(config: RunConfig, params_b: float | None) -> tuple[RunConfig, dict]:
     """The budget form: the advisor's recommended split for this task, model and prices."""
@@ -467,7 +471,7 @@ class LiveRun:
                       "continuing from the previous complete checkpoint")
         latest = checkpoints.latest_complete(folder, verify=True)
         start_step = checkpoints.trainer_position(latest)[0] if latest else 0  # read now: training prunes it
-        examples = self.plan.splits.sft if stage == "sft" else self.plan.splits.pft
+        examples = self.plan.examples(stage)
         if self.main:
             checkpoints.prune(folder, self.config.keep_checkpoints, verify=True)
         callbacks = stage_callbacks(self.events if self.main else None, stage, len(examples), self.folder,
