@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated budgettui home per test, and the tiny model built once per session."""
+"""Shared fixtures: an isolated budgettui home per test, the tiny model built and the demo model
+converted once per session."""
 
 import os
 
@@ -23,6 +24,19 @@ def tiny_spec(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BUDGETTUI_HOME", str(tmp_path_factory.mktemp("tiny-home")))
         return resolve_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """A home whose models/ holds the demo model, converted from its wheel once per session (about
+    20 s): a test home links its models/ here."""
+    from engine.training.models import resolve_model
+
+    path = tmp_path_factory.mktemp("demo-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUDGETTUI_HOME", str(path))
+        resolve_model("demo")
+    return path
 
 
 @pytest.fixture(scope="session")

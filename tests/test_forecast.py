@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from engine.record.compute import forecast_stages, shortfall, training_micro_batches
+from engine.record.compute import checkpoints_saved, forecast_stages, shortfall, training_steps
 from runner import TINY, engine, events, json_out, of_type
 
 SMALL = ["--eval-size", "8", "--eval-max-new-tokens", "8", "--epochs", "1"]
@@ -155,7 +155,7 @@ def test_token_lengths_without_a_trainer_are_the_trainers(calibrated, tmp_path, 
     trainer: they must be the ones TRL's trainers tokenise (chat template, end-of-turn token)."""
     from engine.record import config
     from engine.training import stages
-    from engine.training.calibrate import padded_lengths, token_lengths
+    from engine.training.calibrate import token_lengths
     from engine.training.train import BaseModels, build_plan
 
     monkeypatch.setenv("BUDGETTUI_HOME", str(calibrated[0]))  # its tiny model is built already
@@ -167,11 +167,21 @@ def test_token_lengths_without_a_trainer_are_the_trainers(calibrated, tmp_path, 
         sft = stages.sft_trainer(plan.config, models.fresh(), models.tokenizer, plan.splits.sft, tmp_path / "s", [])
         dpo = stages.dpo_trainer(plan.config, models.fresh(), models.tokenizer, plan.splits.pft, tmp_path / "d", [])
         for stage, trainer, examples in (("sft", sft, plan.splits.sft), ("dpo", dpo, plan.splits.pft)):
-            expected = padded_lengths(trainer.train_dataset, stage, max_length)
-            assert token_lengths(models.tokenizer, examples, stage, max_length) == expected
+            expected = _trainers_lengths(trainer.train_dataset, stage, max_length)
+            counted = token_lengths(models.tokenizer, examples, stage, max_length)
+            assert [n for n in counted if n is not None] == expected
             seen[stage, max_length] = expected
     assert max(seen["sft", 1024]) > 256 and max(seen["dpo", 1024]) > 256 and 256 in seen["dpo", 256]  # cut
     assert 0 < len(seen["sft", 120]) < 12  # prompts alone filling max_length are dropped
+
+
+def _trainers_lengths(dataset, stage: str, max_length: int) -> list[int]:
+    """Each example's tokens as the trainer tokenised it, cut at max_length; for a pair the longer
+    of prompt+chosen and prompt+rejected (both are padded to it)."""
+    if stage == "sft":
+        return [min(len(ids), max_length) for ids in dataset["input_ids"]]
+    return [min(max_length, len(p) + max(len(c), len(r)))
+            for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
 
 
 def test_another_split_of_the_same_stages_reuses_the_calibration(calibrated):
@@ -209,12 +219,19 @@ def test_stages_follow_the_split():
     assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]
 
 
-def test_micro_batches_follow_the_trainers_schedule():
+def test_steps_follow_the_trainers_schedule():
     lengths = [10] * 7 + [100]
-    batches = training_micro_batches(lengths, batch_size=4, grad_accum=1, epochs=2, max_steps=None, seed=0)
-    assert len(batches) == 4 and batches.count(100) == 2  # the long example pads one batch per epoch
-    assert len(training_micro_batches(lengths, batch_size=4, grad_accum=1, epochs=1, max_steps=5, seed=0)) == 5
-    assert len(training_micro_batches(lengths, batch_size=2, grad_accum=4, epochs=1.5, max_steps=None, seed=0)) == 8
+    steps = training_steps(lengths, batch_size=4, grad_accum=1, epochs=2, max_steps=None, seed=0)
+    assert len(steps) == 4 and [batch for step in steps for batch in step].count(100) == 2  # one padded batch an epoch
+    assert len(training_steps(lengths, batch_size=4, grad_accum=1, epochs=1, max_steps=5, seed=0)) == 5
+    steps = training_steps(lengths, batch_size=2, grad_accum=4, epochs=1.5, max_steps=None, seed=0)
+    assert [len(step) for step in steps] == [4, 4]
+    assert [len(step) for step in training_steps(lengths, batch_size=2, grad_accum=3, epochs=1, max_steps=None,
+                                                  seed=0)] == [3, 1]  # an epoch's last step holds what is left
+
+
+def test_a_checkpoint_every_n_steps_and_one_at_the_end():
+    assert [checkpoints_saved(steps, 50) for steps in (0, 1, 50, 51, 125)] == [0, 1, 1, 2, 3]
 
 
 def test_the_shortfall_names_a_batch_that_fits():

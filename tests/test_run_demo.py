@@ -7,7 +7,8 @@ from runner import engine, events, json_out, of_type
 
 
 @pytest.mark.slow
-def test_demo_model_runs_sft_then_dpo_in_4bit(tmp_path):
+def test_demo_model_runs_sft_then_dpo_in_4bit(tmp_path, demo_home):
+    (tmp_path / "models").symlink_to(demo_home / "models")  # converted once per session
     out = json_out(engine(tmp_path, "run", "--task", "gsm8k_math", "--model", "demo", "--n-sft", "8", "--n-pft", "8",
                           "--max-steps", "2", "--batch-size", "1", "--grad-accum", "2", "--max-length", "128",
                           "--eval-size", "4", "--eval-max-new-tokens", "32", "--run-id", "demo", "--json"))

@@ -113,11 +113,12 @@ def forecast_stages(n_sft: int, n_pft: int) -> list[str]:
     return stages
 
 
-def training_micro_batches(lengths: list[int], *, batch_size: int, grad_accum: int, epochs: float,
-                           max_steps: int | None, seed: int) -> list[int]:
-    """The padded length of every micro-batch a stage trains on, as the trainer schedules them:
-    each epoch a seeded shuffle cut into batches (padded to their longest example), grouped
-    grad_accum to an optimizer step, for ceil(epochs × steps per epoch) steps or max_steps."""
+def training_steps(lengths: list[int], *, batch_size: int, grad_accum: int, epochs: float,
+                   max_steps: int | None, seed: int) -> list[list[int]]:
+    """Each optimizer step of a stage as the padded lengths of its micro-batches, as the trainer
+    schedules them: each epoch a seeded shuffle cut into batches (padded to their longest
+    example), grouped grad_accum to a step (an epoch's last step may hold fewer), for
+    ceil(epochs × steps per epoch) steps or max_steps."""
     import random
 
     if not lengths:
@@ -125,17 +126,19 @@ def training_micro_batches(lengths: list[int], *, batch_size: int, grad_accum: i
     per_epoch = math.ceil(len(lengths) / batch_size)
     steps_per_epoch = max(1, math.ceil(per_epoch / grad_accum))
     total_steps = max_steps if max_steps else math.ceil(epochs * steps_per_epoch)
-    rng, batches, steps = random.Random(seed), [], 0
-    while steps < total_steps:
+    rng, steps = random.Random(seed), []
+    while len(steps) < total_steps:
         order = list(lengths)
         rng.shuffle(order)
         epoch = [max(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
-        for i in range(0, len(epoch), grad_accum):
-            batches += epoch[i:i + grad_accum]
-            steps += 1
-            if steps == total_steps:
-                break
-    return batches
+        steps += [epoch[i:i + grad_accum] for i in range(0, len(epoch), grad_accum)][:total_steps - len(steps)]
+    return steps
+
+
+def checkpoints_saved(steps: int, every: int) -> int:
+    """Checkpoints a stage of this many optimizer steps writes: one every `every` steps, and one at
+    its end (the Trainer saves the last step whatever its number)."""
+    return math.ceil(steps / every) if steps else 0
 
 
 def padded_batch_tokens(lengths: list[int], rows_per_example: int) -> int:

@@ -1,22 +1,24 @@
 """A short calibration of this machine: the run's own model, loaded and trained the way the run
-does it, for a few timed steps of each stage at the run's shapes.
+does it, for a few timed steps of each stage.
 
 It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
-DPO on the SFT adapter, evaluate that — with the real TRL trainers built on all the run's
-examples (so their tokenisation is the run's) but trained for a few steps, one micro-batch each:
-the shortest examples first (a cheap step that pays the first-call costs), then the longest
-micro-batch (the timed step, and the stage's peak memory; repeated while the timed steps add up
-to under half a second). Each stage measures what its forecast needs: model-load seconds,
-trainer set-up seconds, seconds per padded token of a training step, an evaluation batch's
-prefill and per-token decode seconds (timed inside one generation call), and its peak memory. The base model answers the first evaluation batch in full, which also
-measures where its answers end. Everything is written to a temporary folder that is removed
-afterwards.
+DPO on the SFT adapter, evaluate that — with the real TRL trainers and the run's own callbacks,
+built on each stage's longest and shortest examples (the forecast adds the seconds it takes to
+tokenise the rest) and trained for a few one-example steps: the longest example first (a warm-up that pays the first-call costs), then
+the shortest and the longest in turn (repeated while the timed steps add up to under half a
+second), then the checkpoint the run writes at a stage's end and its adapter. The two shapes give
+a line, seconds per micro-batch plus seconds per padded token; the longest example's steps give
+the memory a step starts from and what it adds per padded token. A run's batch of several
+examples is those rows side by side, so its seconds and memory follow from the line and the
+batch's padded tokens, without paying for the largest batch here.
+An evaluation measures its prefill and per-token decode seconds inside one generation call, and
+the base model answers the first evaluation batch in full, which also measures where its answers
+end. Everything is written to a temporary folder that is removed afterwards.
 
-Results are cached as JSON in the home folder, keyed by machine, model, quantisation, LoRA,
-batch, the task's data, the stages trained and the evaluation — not by the split's sizes: what
-is kept are rates (seconds per padded token, memory per padded token of a larger batch, prefill
-and decode seconds, where the base model's answers end), so another split of the same stages is
-forecast from its own token lengths (`token_lengths`) without calibrating again."""
+Results are cached as JSON in the home folder, keyed by machine, model, quantisation, LoRA, the
+evaluation batch, the task's data and the stages trained — not by the split's sizes nor the
+training batch: what is kept are rates, so another split or batch of the same stages is forecast
+from its own token lengths (`token_lengths`) without calibrating again."""
 
 from __future__ import annotations
 
@@ -30,14 +32,14 @@ import time
 from pathlib import Path
 
 from engine.record import home
-from engine.record.compute import FORECAST_STAGES, padded_batch_tokens
+from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 4
-# The shortest micro-batch (a warm-up: its extra cost counts as set-up), then the longest, timed —
-# repeated while the timed steps add up to less than TIMED_SECONDS (a tiny model's step is a few
-# milliseconds, at the mercy of the scheduler), at most TIMED_STEPS times.
+CALIBRATION_VERSION = 5
+# The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
+# longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
+# tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
 TIMED_STEPS, TIMED_SECONDS = 5, 0.5
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 
@@ -60,10 +62,10 @@ def machine() -> str:
 
 
 def cache_key(config: RunConfig, model_path: str, shapes: dict) -> dict:
-    """What a calibration depends on: machine, model, quantisation, LoRA, batch and lengths."""
+    """What a calibration depends on: machine, model, quantisation, LoRA, evaluation batch and data."""
     return {"version": CALIBRATION_VERSION, "machine": machine(), "model": model_path, "quant": config.quant,
-            "lora": [config.lora_r, sorted(config.lora_targets)], "batch_size": config.batch_size,
-            "eval_batch_size": config.eval_batch_size, "shapes": shapes}
+            "lora": [config.lora_r, sorted(config.lora_targets)], "eval_batch_size": config.eval_batch_size,
+            "shapes": shapes}
 
 
 def _path(key: dict) -> Path:
@@ -89,20 +91,30 @@ def _store(key: dict, stages: dict, seconds: float) -> dict:
     return data
 
 
-def calibrate(plan, key: dict) -> dict:
-    """Run the calibration for `plan` (a `engine.training.train.Plan`) and cache it under `key`."""
+def calibrate(plan, key: dict, lengths: dict[str, list[int | None]], tokenise_seconds: dict[str, float]) -> dict:
+    """Run the calibration for `plan` (a `engine.training.train.Plan`) and cache it under `key`;
+    `lengths`: each training stage's examples' token lengths (`token_lengths`), which took
+    `tokenise_seconds` per example to count."""
     from engine.training.train import settle_imports
 
     settle_imports()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="budgettui-calibration-") as tmp:
-        stages = _Walk(plan, Path(tmp)).run()
+        stages = _Walk(plan, Path(tmp), lengths).run()
+    for stage, seconds in tokenise_seconds.items():
+        stages[stage]["tokenise_seconds_per_example"] = seconds
     return _store(key, stages, time.perf_counter() - start)
 
 
 class _StepTimer:
-    """Seconds of each optimizer step, the padded tokens its gradient forwards saw, and the
-    stage's peak memory when it ended."""
+    """Each optimizer step's seconds (its forward, backward and update) and the padded tokens its
+    gradient forwards saw, the seconds between steps (the trainer's log and the next batch's
+    collation), the end-of-training checkpoint's seconds, and memory around the first two steps
+    of the longest example (the warm-up and the first timed one): what each starts from, with
+    freed pages handed back, and its peak above that. Stops the calibration once both shapes are
+    timed and the timed steps add up to TIMED_SECONDS, or each shape has had TIMED_STEPS."""
+
+    MEASURED_STEPS = (0, 2)  # the longest example's first two steps: a step's resident set varies by ±10%
 
     def __init__(self, model):
         import torch
@@ -110,18 +122,35 @@ class _StepTimer:
 
         self.seconds: list[float] = []
         self.tokens: list[int] = [0]
-        self.peaks: list[int] = []
+        self.gaps: list[float] = []
+        self.starts: list[int] = []  # memory held as a measured step began
+        self.growth: list[int] = []  # its peak above that
+        self.checkpoint_seconds = 0.0
+        self.earlier_peak = 0  # the stage's peak before the last restart (model load, set-up)
         timer = self
 
         class Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
                 timer.tokens.append(0)
+                if timer.seconds:
+                    timer.gaps.append(time.perf_counter() - timer._ended)
+                if len(timer.seconds) in timer.MEASURED_STEPS:
+                    timer.earlier_peak = max(timer.earlier_peak, meter.peak_memory_bytes())
+                    meter.restart_peak()
+                    timer.starts.append(meter.current_memory_bytes())
                 timer._began = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
-                timer.seconds.append(time.perf_counter() - timer._began)
-                timer.peaks.append(meter.peak_memory_bytes())
-                control.should_training_stop = sum(timer.seconds[1:]) >= TIMED_SECONDS
+                timer._ended = time.perf_counter()
+                timer.seconds.append(timer._ended - timer._began)
+                if len(timer.seconds) - 1 in timer.MEASURED_STEPS:
+                    timer.growth.append(meter.peak_memory_bytes() - timer.starts[-1])
+                timed = timer.seconds[1:]
+                if len(timed) >= 2 and (sum(timed) >= TIMED_SECONDS or len(timed) >= 2 * TIMED_STEPS):
+                    control.should_training_stop = control.should_save = True  # the run's last step saves too
+
+            def on_save(self, args, state, control, **kwargs):  # after the run's own StageEvents marked it
+                timer.checkpoint_seconds = time.perf_counter() - timer._ended
 
         def count(module, inputs):
             if torch.is_grad_enabled() and inputs and hasattr(inputs[0], "shape"):
@@ -130,14 +159,37 @@ class _StepTimer:
         self.callback = Callback()
         self.hook = model.get_input_embeddings().register_forward_pre_hook(count)
 
+    def rates(self) -> tuple[float, float, float]:
+        """(seconds per micro-batch, seconds per padded token, warm-up seconds): a line through the
+        median seconds of each timed shape (after the warm-up the steps alternate shortest,
+        longest), plus the median gap between steps; the warm-up is what the first step took
+        beyond that line."""
+        steps = list(zip(self.seconds, self.tokens[1:]))
+        shapes = [steps[2::2], steps[1::2]] if len(steps) > 2 else [steps[-1:]]
+        (long_s, long_t), (short_s, short_t) = [(statistics.median(s for s, _ in shape), shape[0][1])
+                                                for shape in (shapes * 2)[:2]]
+        if long_t > short_t and long_s > short_s:
+            per_token = (long_s - short_s) / (long_t - short_t)
+            per_batch = max(0.0, short_s - per_token * short_t)
+        else:  # one shape (a stage of one example) or no measurable slope: all of it per token
+            per_token, per_batch = long_s / max(1, long_t), 0.0
+        per_batch += statistics.median(self.gaps) if self.gaps else 0.0
+        warmup = max(0.0, steps[0][0] - per_batch - per_token * steps[0][1]) if len(steps) > 1 else 0.0
+        return per_batch, per_token, warmup
+
+    def memory(self) -> tuple[int, float]:
+        """(what a step starts from, memory per padded token): the later start (the optimizer's
+        state exists from the first step on) and the larger growth of the longest example."""
+        return max(self.starts), max(self.growth) / max(1, self.tokens[1])
+
 
 class _Walk:
     """The run's stages in order, each briefly, measured."""
 
-    def __init__(self, plan, folder: Path):
+    def __init__(self, plan, folder: Path, lengths: dict[str, list[int | None]]):
         from engine.training.train import BaseModels
 
-        self.plan, self.config, self.folder = plan, plan.config, folder
+        self.plan, self.config, self.folder, self.lengths = plan, plan.config, folder, lengths
         self.models = BaseModels(plan, _NoEvents())
 
     def run(self) -> dict:
@@ -151,7 +203,8 @@ class _Walk:
         for stage in self.plan.stages:
             with meter.measure() as used:
                 figures, policy = self._train(stage)
-            stages[stage] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
+            stages[stage] = figures | {"peak_memory_bytes": max(used.peak_memory_bytes,  # restarted on the way
+                                                                figures.pop("earlier_peak_bytes"))}
             with meter.measure() as used:
                 figures = self._generation(policy, full=False)
             stages[f"{stage}_eval"] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
@@ -162,11 +215,15 @@ class _Walk:
     def _train(self, stage: str):
         from transformers import set_seed
 
+        from engine.record.events import EventWriter
         from engine.training import stages
+        from engine.training.callbacks import stage_callbacks
+        from engine.training.checkpoints import save_adapter
 
-        config = dataclasses.replace(self.config, grad_accum=1, max_steps=1 + TIMED_STEPS,
+        config = dataclasses.replace(self.config, batch_size=1, grad_accum=1, max_steps=1 + 2 * TIMED_STEPS,
                                      checkpoint_every=10**9)
-        examples = self.plan.examples(stage)
+        everything = self.plan.examples(stage)
+        examples = [everything[i] for i in _longest_and_shortest(self.lengths[stage])]
         started = time.perf_counter()
         base = self.models.fresh()
         load = time.perf_counter() - started
@@ -174,40 +231,37 @@ class _Walk:
         set_seed(config.seed)
         started = time.perf_counter()
         output = self.folder / stage
-        if stage == "sft":
-            trainer = stages.sft_trainer(config, base, self.models.tokenizer, examples, output, [])
-        else:
-            model = stages.dpo_model(base, self.folder / "sft-adapter") if self.config.n_sft else base
-            trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, [])
-        setup = time.perf_counter() - started
-        lengths = padded_lengths(trainer.train_dataset, stage, self.config.max_length)
-        rows = _calibration_rows(lengths, config.batch_size)
-        trainer.train_dataset = trainer.train_dataset.select(rows)
-        trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order
-        timer = _StepTimer(trainer.model)
-        trainer.add_callback(timer.callback)
-        try:
-            trainer.train()
-        finally:
-            timer.hook.remove()
-        if stage == "sft":
-            from engine.training.checkpoints import save_adapter
-
-            save_adapter(trainer.model, self.folder / "sft-adapter")
-        steps = list(zip(timer.seconds, timer.tokens[1:], timer.peaks))
-        per_token = statistics.median(seconds / max(1, tokens) for seconds, tokens, _ in steps[1:] or steps)
-        warmup = max(0.0, steps[0][0] - steps[0][1] * per_token) if len(steps) > 1 else 0.0
-        rows_per_example = 2 if stage == "dpo" else 1
-        batches = [rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
-        points = sorted((padded_batch_tokens([lengths[i] for i in batch], rows_per_example), peak)
-                        for batch, (_, _, peak) in zip(batches, steps))
-        (small_tokens, small_peak), (large_tokens, large_peak) = points[0], points[-1]
-        figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup,
-                   "seconds_per_token": per_token, "rows_per_example": rows_per_example,
-                   "peak_batch_tokens": large_tokens,  # memory grows by this much per token of a larger batch:
-                   "memory_per_batch_token": max(0.0, (large_peak - small_peak) / (large_tokens - small_tokens))
-                   if large_tokens > small_tokens else 0.0,
-                   "calibration_steps": [[round(s, 4), t, m] for s, t, m in steps]}
+        with EventWriter(self.folder / f"{stage}-events.jsonl", "calibration") as events:
+            callbacks = stage_callbacks(events, stage, len(everything), self.folder, keep=1, stop=_NeverStop(),
+                                        progress=False)  # the run's own: its events and checkpoint marking
+            if stage == "sft":
+                trainer = stages.sft_trainer(config, base, self.models.tokenizer, examples, output, callbacks)
+            else:
+                model = stages.dpo_model(base, self.folder / "sft-adapter") if self.config.n_sft else base
+                trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, callbacks)
+            setup = time.perf_counter() - started  # on two examples: the forecast adds tokenising the rest
+            longest, shortest = 0, len(trainer.train_dataset) - 1
+            trainer.train_dataset = trainer.train_dataset.select([longest] + [shortest, longest] * TIMED_STEPS)
+            trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order
+            timer = _StepTimer(trainer.model)
+            trainer.add_callback(timer.callback)
+            try:
+                trainer.train()
+            finally:
+                timer.hook.remove()
+        started = time.perf_counter()
+        save_adapter(trainer.model, self.folder / f"{stage}-adapter")  # as the run saves each stage's
+        saved = time.perf_counter() - started
+        per_batch, per_token, warmup = timer.rates()
+        baseline, per_batch_token = timer.memory()
+        figures = {"load_seconds": load, "loaded_memory_bytes": loaded, "setup_seconds": setup + warmup + saved,
+                   "seconds_per_micro_batch": per_batch, "seconds_per_token": per_token,
+                   "checkpoint_seconds": timer.checkpoint_seconds, "rows_per_example": 2 if stage == "dpo" else 1,
+                   # a step's peak: what it starts from plus this much per padded token of its batch
+                   "step_baseline_bytes": baseline, "memory_per_batch_token": per_batch_token,
+                   "earlier_peak_bytes": timer.earlier_peak,
+                   "calibration_steps": [[round(s, 4), t] for s, t in zip(timer.seconds, timer.tokens[1:])],
+                   "calibration_growth_bytes": timer.growth}
         return figures, trainer.model
 
     def _generation(self, model, *, full: bool) -> dict:
@@ -263,11 +317,15 @@ class _NoEvents:
         return None
 
 
-def token_lengths(tokenizer, examples: list[dict], stage: str, max_length: int) -> list[int]:
-    """`padded_lengths` without a trainer: each conversation tokenised by the chat template as TRL
-    tokenises it (prompt + answer; for a pair, the longer answer), cut at max_length, leaving out
-    the examples whose prompt alone fills max_length (both trainers drop them: no answer token
-    would be left) — what a forecast of a plan the calibration did not train on needs."""
+class _NeverStop:
+    requested = False
+
+
+def token_lengths(tokenizer, examples: list[dict], stage: str, max_length: int) -> list[int | None]:
+    """Each example's tokens as its trainer will count them, without a trainer: the conversation
+    tokenised by the chat template as TRL tokenises it (prompt + answer; for a pair, the longer
+    answer), cut at max_length — None for an example whose prompt alone fills max_length (both
+    trainers drop those: no answer token would be left)."""
     def ids(messages, **options):
         return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **options)["input_ids"]
 
@@ -276,8 +334,8 @@ def token_lengths(tokenizer, examples: list[dict], stage: str, max_length: int) 
         prompt = ids(example["prompt"], add_generation_prompt=True)
         answers = [ids(example["prompt"] + example[key]) for key in (("completion",) if stage == "sft"
                                                                       else ("chosen", "rejected"))]
-        if min(_common_prefix(prompt, answer) for answer in answers) < max_length:
-            lengths.append(min(max_length, max(map(len, answers))))
+        kept = min(_common_prefix(prompt, answer) for answer in answers) < max_length
+        lengths.append(min(max_length, max(map(len, answers))) if kept else None)
     return lengths
 
 
@@ -286,19 +344,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def padded_lengths(dataset, stage: str, max_length: int) -> list[int]:
-    """Each example's tokens as the trainer tokenised it, cut at max_length; for a pair the longer
-    of prompt+chosen and prompt+rejected (both are padded to it)."""
-    if stage == "sft":
-        return [min(len(ids), max_length) for ids in dataset["input_ids"]]
-    return [min(max_length, len(p) + max(len(c), len(r)))
-            for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
-
-
-def _calibration_rows(lengths: list[int], batch_size: int) -> list[int]:
-    """Row indices for the calibration's micro-batches: the batch_size shortest examples, then the
-    batch_size longest (the shape of the run's largest batch: the one holding its longest
-    example, padded to it) TIMED_STEPS times. With fewer than two batches of examples the
-    shortest and the longest overlap."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    return order[:batch_size] + order[-batch_size:] * TIMED_STEPS
+def _longest_and_shortest(lengths: list[int | None]) -> list[int]:
+    """Indices of the stage's longest and shortest kept examples: the calibration's two shapes."""
+    kept = [i for i, n in enumerate(lengths) if n is not None]
+    return [max(kept, key=lambda i: (lengths[i], -i)), min(kept, key=lambda i: (lengths[i], i))]

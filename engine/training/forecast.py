@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
+from typing import NamedTuple
 
 from engine.record import compute
 from engine.record.errors import UserError
@@ -54,7 +56,8 @@ def _shapes(plan) -> dict:
         "trust_remote_code")}}
 
 
-def calibration(plan, *, run_if_missing: bool = True, memory_limit: int | None = None) -> dict | None:
+def calibration(plan, examples: dict[str, "Examples"], *, run_if_missing: bool = True,
+                memory_limit: int | None = None) -> dict | None:
     """The cached calibration for this plan on this machine, made now when missing (or None). A
     calibration loads the model, so a model whose weights alone exceed the memory limit is
     refused first."""
@@ -62,7 +65,8 @@ def calibration(plan, *, run_if_missing: bool = True, memory_limit: int | None =
     found = calibrate.cached(key)
     if found is None and run_if_missing:
         refuse_unloadable(plan, memory_limit)
-        found = calibrate.calibrate(plan, key)
+        found = calibrate.calibrate(plan, key, {stage: data.lengths for stage, data in examples.items()},
+                                    {stage: data.seconds / len(data.lengths) for stage, data in examples.items()})
     return found
 
 
@@ -80,7 +84,7 @@ def _kv_bytes_per_token(model_path) -> int:
 class Forecast:
     """A plan's forecast (`as_dict` is `engine forecast --json`) and what the refusal needs."""
 
-    def __init__(self, plan, measured: dict, lengths: dict[str, list[int]], history: dict[str, dict[str, float]],
+    def __init__(self, plan, measured: dict, examples: dict[str, "Examples"], history: dict[str, dict[str, float]],
                  gpu_hour_price: float | None):
         config = self.config = plan.config
         self.calibration_seconds = measured["calibration_seconds"]
@@ -102,17 +106,22 @@ class Forecast:
                         source += " + base answer length + model config (KV cache)"
                 seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
-                rows = figures["rows_per_example"] * config.batch_size
-                batches = compute.training_micro_batches(
-                    lengths[stage], batch_size=config.batch_size, grad_accum=config.grad_accum,
+                rows, lengths = figures["rows_per_example"] * config.batch_size, examples[stage].kept
+                steps = compute.training_steps(
+                    lengths, batch_size=config.batch_size, grad_accum=config.grad_accum,
                     epochs=config.epochs, max_steps=config.max_steps, seed=config.seed)
+                micro_batches = [length for step in steps for length in step]
                 seconds = (figures["load_seconds"] + figures["setup_seconds"]
-                           + figures["seconds_per_token"] * rows * sum(batches))
-                largest = compute.padded_batch_tokens(sorted(lengths[stage])[-config.batch_size:],
+                           + figures["tokenise_seconds_per_example"] * len(examples[stage].lengths)
+                           + figures["seconds_per_micro_batch"] * len(micro_batches)
+                           + figures["seconds_per_token"] * rows * sum(micro_batches)
+                           + figures["checkpoint_seconds"] * compute.checkpoints_saved(len(steps),
+                                                                                      config.checkpoint_every))
+                largest = compute.padded_batch_tokens(sorted(lengths)[-config.batch_size:],
                                                       figures["rows_per_example"])
-                memory += figures["memory_per_batch_token"] * (largest - figures["peak_batch_tokens"])
-                memory = max(memory, figures["loaded_memory_bytes"])
-                self.longest[stage] = max(lengths[stage])
+                memory = max(memory, figures["step_baseline_bytes"] + figures["memory_per_batch_token"] * largest,
+                             figures["loaded_memory_bytes"])
+                self.longest[stage] = max(lengths)
                 self.fixed[stage] = figures["loaded_memory_bytes"]
                 source += " + data token lengths"
             factors = history.get(stage, {})
@@ -157,25 +166,40 @@ def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool 
     """The plan's forecast on this machine; None only when no calibration is cached and
     `run_if_missing` is off."""
     threads = use_threads(plan.config)
-    lengths = _lengths(plan)  # first: it refuses a plan whose prompts fill max_length before anything loads
-    measured = calibration(plan, run_if_missing=run_if_missing, memory_limit=memory_limit)
+    examples = _examples(plan)  # first: it refuses a plan whose prompts fill max_length before anything loads
+    measured = calibration(plan, examples, run_if_missing=run_if_missing, memory_limit=memory_limit)
     if measured is None:
         return None
-    return Forecast(plan, measured, lengths, _history(plan.config.model, threads), gpu_hour_price)
+    return Forecast(plan, measured, examples, _history(plan.config.model, threads), gpu_hour_price)
 
 
-def _lengths(plan) -> dict[str, list[int]]:
-    """{training stage: each of its examples' token length}, as its trainer will tokenise them."""
+class Examples(NamedTuple):
+    """A training stage's examples as its trainer will see them: each one's token length (None
+    where the trainer drops it), and the seconds tokenising them all took here — the calibration
+    keeps the seconds per example, for the trainer's own tokenising, which it leaves out (it builds
+    its trainers on two examples)."""
+    lengths: list[int | None]
+    seconds: float
+
+    @property
+    def kept(self) -> list[int]:
+        return [n for n in self.lengths if n is not None]
+
+
+def _examples(plan) -> dict[str, Examples]:
+    """{training stage: its Examples}, tokenised as its trainer will tokenise them."""
     from engine.training.models import load_tokenizer
 
     tokenizer, _ = load_tokenizer(plan.spec.path, trust_remote_code=plan.config.trust_remote_code)
-    lengths = {stage: calibrate.token_lengths(tokenizer, plan.examples(stage), stage, plan.config.max_length)
-               for stage in plan.stages}
-    for stage, kept in lengths.items():
-        if not kept:
+    examples = {}
+    for stage in plan.stages:
+        started = time.perf_counter()
+        lengths = calibrate.token_lengths(tokenizer, plan.examples(stage), stage, plan.config.max_length)
+        examples[stage] = Examples(lengths, time.perf_counter() - started)
+        if not examples[stage].kept:
             raise UserError(f"every {stage.upper()} example's prompt fills max_length {plan.config.max_length} "
                             "(the trainer would keep none): raise max_length or shorten the prompts")
-    return lengths
+    return examples
 
 
 def _limit(memory_limit: int | None) -> int | None:

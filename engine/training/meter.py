@@ -92,14 +92,7 @@ class Measured:
 @contextmanager
 def measure():
     """Times the block and records its peak memory into the yielded `Measured`."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        release_freed_memory()
-        _reset_cpu_peak()
+    restart_peak()
     result = Measured()
     start = time.perf_counter()
     try:
@@ -107,6 +100,19 @@ def measure():
     finally:
         result.seconds = time.perf_counter() - start
         result.peak_memory_bytes = peak_memory_bytes()
+
+
+def restart_peak() -> None:
+    """From now on, `peak_memory_bytes` counts only what is held from here: freed memory is handed
+    back (the CUDA cache emptied, the heap trimmed) and the peak reset."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        release_freed_memory()
+        _reset_cpu_peak()
 
 
 def peak_memory_bytes() -> int:
