@@ -2,9 +2,8 @@
 and its device-hours and money — and the refusal of a run that will not fit.
 
 Every figure has a source, printed beside it: `calibration` (this machine's own short run of
-the model at the run's shapes, `engine.training.calibrate`), the model's config (the KV cache an
-evaluation grows as it generates), the data's token lengths (how many padded tokens each stage
-trains on) and the base model's answer length (where the base model's answers to the first
+the model, `engine.training.calibrate`), the model's config (the KV cache an evaluation grows as
+it generates), the data's token lengths (how many padded tokens each stage trains on) and the base model's answer length (where the base model's answers to the first
 evaluation batch ended: a trained model's evaluation is forecast to write as much, since nothing
 measured before the run says otherwise), refined by `history` — the median measured ÷ forecast
 of this model's finished runs on this machine, recorded per stage in the store. The arithmetic
@@ -56,7 +55,20 @@ def _shapes(plan) -> dict:
         "trust_remote_code")}}
 
 
-def calibration(plan, examples: dict[str, "Examples"], *, run_if_missing: bool = True,
+class Examples(NamedTuple):
+    """A training stage's examples as its trainer will see them: each one's token length (None
+    where the trainer drops it), and the seconds tokenising them all took here — the calibration
+    keeps the seconds per example, for the trainer's own tokenising, which it leaves out (it builds
+    its trainers on two examples)."""
+    lengths: list[int | None]
+    seconds: float
+
+    @property
+    def kept(self) -> list[int]:
+        return [n for n in self.lengths if n is not None]
+
+
+def calibration(plan, examples: dict[str, Examples], *, run_if_missing: bool = True,
                 memory_limit: int | None = None) -> dict | None:
     """The cached calibration for this plan on this machine, made now when missing (or None). A
     calibration loads the model, so a model whose weights alone exceed the memory limit is
@@ -84,7 +96,7 @@ def _kv_bytes_per_token(model_path) -> int:
 class Forecast:
     """A plan's forecast (`as_dict` is `engine forecast --json`) and what the refusal needs."""
 
-    def __init__(self, plan, measured: dict, examples: dict[str, "Examples"], history: dict[str, dict[str, float]],
+    def __init__(self, plan, measured: dict, examples: dict[str, Examples], history: dict[str, dict[str, float]],
                  gpu_hour_price: float | None):
         config = self.config = plan.config
         self.calibration_seconds = measured["calibration_seconds"]
@@ -171,19 +183,6 @@ def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool 
     if measured is None:
         return None
     return Forecast(plan, measured, examples, _history(plan.config.model, threads), gpu_hour_price)
-
-
-class Examples(NamedTuple):
-    """A training stage's examples as its trainer will see them: each one's token length (None
-    where the trainer drops it), and the seconds tokenising them all took here — the calibration
-    keeps the seconds per example, for the trainer's own tokenising, which it leaves out (it builds
-    its trainers on two examples)."""
-    lengths: list[int | None]
-    seconds: float
-
-    @property
-    def kept(self) -> list[int]:
-        return [n for n in self.lengths if n is not None]
 
 
 def _examples(plan) -> dict[str, Examples]:
