@@ -6,7 +6,8 @@ recorded: no safetensors weights, a config.json transformers cannot read, a fold
 its own code without `--trust-remote-code`, no tokenizer, weights missing from the checkpoint
 (transformers would fill them with random values and the run would teach the advisor a lie;
 `--allow-missing-weights` goes on with a warning, and such a run never becomes a past run),
-LoRA targets that are not linear projections, and a max_length no prompt fits into.
+LoRA targets that are not linear projections. (A max_length every prompt of a stage fills is
+refused by the forecast's token count, `engine.training.forecast`, which every run makes first.)
 """
 
 from __future__ import annotations
@@ -83,20 +84,6 @@ def _check_targets(model, config: RunConfig) -> None:
                         f"projections such as: {', '.join(linear)}")
 
 
-def _check_lengths(folder: Path, config: RunConfig, plan) -> None:
-    """Refuse a max_length that every prompt of a stage already fills (the trainer would keep no example)."""
-    from engine.training.models import load_tokenizer
-
-    tokenizer, _ = load_tokenizer(folder, trust_remote_code=config.trust_remote_code)
-    for stage, examples in (("SFT", plan.splits.sft), ("preference", plan.splits.pft)):
-        if not examples:
-            continue
-        shortest = min(len(tokenizer("\n".join(m["content"] for m in e["prompt"]))["input_ids"]) for e in examples)
-        if shortest >= config.max_length:
-            raise UserError(f"every {stage} prompt is at least {shortest} tokens, but max_length is "
-                            f"{config.max_length}: raise max_length or shorten the prompts")
-
-
 def weights_floor(folder: Path, config: RunConfig) -> tuple[int, int]:
     """(bytes, parameters): a lower bound of the memory the loaded weights take, counted on the
     architecture alone (no weight is read): in 4-bit half a byte per parameter of the quantised
@@ -117,7 +104,7 @@ def weights_floor(folder: Path, config: RunConfig) -> tuple[int, int]:
     return quantised // 2 + (total - quantised) * width, total
 
 
-def preflight(folder: Path, config: RunConfig, plan) -> list[str]:
+def preflight(folder: Path, config: RunConfig) -> list[str]:
     """Check the model folder and the settings that depend on it; a UserError names the first
     problem. Returns the warnings a run allowed to go on despite them must show."""
     folder = Path(folder)
@@ -138,7 +125,6 @@ def preflight(folder: Path, config: RunConfig, plan) -> list[str]:
         warnings.append(f"the weights lack {len(missing)} of the model's tensors (e.g. {missing[0]}): they start "
                         "random, and this run will not count as a past run for the advisor")
     _check_targets(model, config)
-    _check_lengths(folder, config, plan)
     return warnings
 
 

@@ -195,7 +195,7 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
         raise UserError(f"run {run_id} already exists ({folder}); choose another --run-id")
     plan, advice = build_plan(config)
     config, spec = plan.config, plan.spec
-    checks = tuple(model_checks.preflight(spec.path, config, plan))
+    checks = tuple(model_checks.preflight(spec.path, config))
     for warning in checks:
         Report(human).warn(warning)
     plan = dataclasses.replace(plan, warnings=(*plan.warnings, *checks))
