@@ -203,6 +203,21 @@ def test_another_split_of_the_same_stages_reuses_the_calibration(calibrated):
 
 
 
+def test_a_model_that_loads_with_warnings_is_calibrated(calibrated, tmp_path):
+    """A tokenizer without a chat template gets plain ChatML and a warning when it loads: the
+    calibration loads it too (it was a TypeError there), and leaves the warning to the run."""
+    import shutil
+
+    home, _ = calibrated
+    model = tmp_path / "no-template"
+    shutil.copytree(home / "models" / "tiny", model)
+    (model / "chat_template.jinja").unlink()
+    done = engine(home, "forecast", "--task", "gsm8k_math", "--model", str(model), "--n-sft", "8", "--n-pft", "0",
+                  *SMALL, "--json")
+    assert done.returncode == 0 and done.stderr == ""
+    assert list(json_out(done)["stages"]) == ["base_eval", "sft", "sft_eval"]
+
+
 def test_a_plan_whose_prompts_fill_max_length_is_refused_before_calibrating(calibrated):
     home, _ = calibrated
     cached = sorted((home / "calibration").glob("*.json"))

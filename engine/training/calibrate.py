@@ -4,9 +4,10 @@ does it, for a few timed steps of each stage.
 It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
 DPO on the SFT adapter, evaluate that — with the real TRL trainers and the run's own callbacks,
 built on each stage's longest and shortest examples (the forecast adds the seconds it takes to
-tokenise the rest) and trained for a few one-example steps: the longest example first (a warm-up that pays the first-call costs), then
-the shortest and the longest in turn (repeated while the timed steps add up to under half a
-second), then the checkpoint the run writes at a stage's end and its adapter. The two shapes give
+tokenise the rest) and trained for a few one-example steps: the longest example first (a warm-up
+that pays the first-call costs), then the shortest and the longest in turn (repeated while the
+timed steps add up to under half a second), then the checkpoint the run writes at a stage's end
+and its adapter. The two shapes give
 a line, seconds per micro-batch plus seconds per padded token; the longest example's steps give
 the memory a step starts from and what it adds per padded token. A run's batch of several
 examples is those rows side by side, so its seconds and memory follow from the line and the
@@ -190,7 +191,7 @@ class _Walk:
         from engine.training.train import BaseModels
 
         self.plan, self.config, self.folder, self.lengths = plan, plan.config, folder, lengths
-        self.models = BaseModels(plan, _NoEvents())
+        self.models = BaseModels(plan, warn=lambda message: None)  # the run says its load warnings
 
     def run(self) -> dict:
         stages = {}
@@ -310,11 +311,6 @@ class _Walk:
                    "decode_seconds_per_token": statistics.median(steps) if steps else 0.0,
                    "warmup_seconds": max(0.0, first - prefill / len(prompts))}
         return figures | ({"answer_tokens": max(answer.tokens for answer in answers)} if full else {})
-
-
-class _NoEvents:
-    def emit(self, *args, **kwargs):
-        return None
 
 
 class _NeverStop:
