@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.training.lifecycle import exit_status
+
+    return exit_status(_main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like SIGINT: exit 130, never 143
     try:  # a stop during start-up (importing the commands takes a while) is a stop too
         args = build_parser().parse_args(argv)

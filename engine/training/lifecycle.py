@@ -12,9 +12,10 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from engine.record.store import RunStore
+if TYPE_CHECKING:
+    from engine.record.store import RunStore
 
 HEARTBEAT_EVERY_S = 5.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -66,6 +67,15 @@ class StopSignal:
             yield
         finally:
             self._deferred = False
+
+
+def exit_status(code: int) -> int:
+    """`code`, made the process's exit status. CPython remembers a KeyboardInterrupt that escaped
+    an `exec` of source text (a dataclass being built when the stop arrived) and, under
+    `python -m`, ends the process by SIGINT even after the run caught it and recorded itself
+    stopped; an `exec` that finishes clears that memory."""
+    exec("")
+    return code
 
 
 class Heartbeat:

@@ -19,6 +19,7 @@ import traceback
 from engine.record.errors import UserError, first_line
 from engine.record.home import check_run_id, run_dir
 from engine.training import distributed
+from engine.training.lifecycle import exit_status
 from engine.training.train import EXIT_CODES, LiveRun, Outcome, saved_plan
 
 
@@ -66,6 +67,10 @@ def _rank_run(run_id: str, *, events_stdout: bool, human: bool) -> RankRun:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return exit_status(_main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="engine.training.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_id")
     parser.add_argument("--events-stdout", action="store_true")
