@@ -74,6 +74,15 @@ def test_human_output_has_the_table_the_count_and_the_plot(home, capsys):
     assert "R" in out.split("along the budget line")[1]
 
 
+def test_names_with_brackets_are_printed_as_typed(home, capsys):
+    """A model or task name is the user's words: `[/x]` in it was read as rich markup (a traceback)."""
+    prices = ["--budget", "5000", "--sft-cost", "2", "--pft-cost", "1"]
+    assert main(["advise", "--task", "gsm8k_math", "--model", "org/[/x]-8B", *prices]) == 0
+    assert "org/[/x]-8B" in capsys.readouterr().out
+    assert main(["pilot", "--task", "gsm8k_math", "--model", "org/[/x]-8B", *prices]) == 0
+    assert "org/[/x]-8B" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("change, problem", [
     (["--budget", "nan"], "argument --budget: the budget must be a finite number"),
     (["--budget", "inf"], "argument --budget: the budget must be a finite number"),

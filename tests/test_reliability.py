@@ -400,6 +400,13 @@ def test_a_stop_that_lands_in_generated_code_still_exits_130(tmp_path):
     assert proc.returncode == 130 and proc.stderr.read().strip() == "engine: interrupted"
 
 
+def test_a_path_with_brackets_is_printed_as_it_is(capsys):
+    from engine.training.report import Report
+
+    Report(True).say("folder /data/[exp]/runs/[/x]")  # was read as markup: `[exp]` vanished, `[/x]` raised
+    assert capsys.readouterr().err == "folder /data/[exp]/runs/[/x]\n"
+
+
 def test_a_damaged_marker_is_named_too_but_an_unmarked_checkpoint_is_routine(tmp_path):
     from engine.training import checkpoints
 

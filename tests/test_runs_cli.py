@@ -25,3 +25,10 @@ def test_two_runs_are_counted_in_the_plural(home):
     _add("second-run", model="tiny")
     out = engine(home, "runs", "list")
     assert out.stdout.splitlines()[0].strip() == "2 runs"
+
+
+def test_a_model_name_with_brackets_is_listed_and_shown_as_typed(home):
+    _add("bracketed", model="org/[/x]-8B")  # was read as rich markup: a traceback
+    for command in (["runs", "list"], ["runs", "show", "bracketed"]):
+        out = engine(home, *command)
+        assert out.returncode == 0 and "org/[/x]-8B" in out.stdout, out.stderr

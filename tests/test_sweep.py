@@ -138,3 +138,13 @@ def test_a_changed_grid_under_the_same_name_and_unknown_sweeps_are_refused(tmp_p
     assert missing.returncode == 2 and "no sweep named 'nope'" in missing.stderr
     png = engine(tmp_path, "sweep", "show", "gsm8k_math-tiny", "--plot", str(tmp_path / "f.png"))
     assert png.returncode == 2 and "only SVG" in png.stderr and not (tmp_path / "f.png").exists()
+
+
+def test_the_terminal_figure_prints_a_bracketed_model_as_typed(capsys):
+    from engine.sweep.figure import Row, SweepTable, terminal_figure
+    from engine.sweep.grid import Sweep
+
+    sweep = Sweep("s", "gsm8k_math", "org/[/x]-8B", [100.0], [1.0], 1.0, 1.0)
+    terminal_figure(SweepTable(sweep, [Row(cell, None, None) for cell in sweep.cells], None, note="note [/y]"))
+    out = capsys.readouterr().out
+    assert "org/[/x]-8B" in out and "note [/y]" in out  # names and notes are words, not rich markup

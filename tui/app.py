@@ -109,7 +109,8 @@ class BudgetApp(App):
         try:
             child = EngineChild(launch.argv, stderr_capture(launch.run_id))
         except OSError as exc:
-            self.notify(f"{launch.argv[0]}: {exc.strerror or exc}", title="Cannot start the engine", severity="error")
+            self.notify(f"{launch.argv[0]}: {exc.strerror or exc}", title="Cannot start the engine", severity="error",
+                        markup=False)
             return
         watch = RunWatch(launch.run_id, run_dir(launch.run_id), child)
         watch.prediction = launch.prediction

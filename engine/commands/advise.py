@@ -74,10 +74,11 @@ def _run_forecast(args, n_sft: int, n_pft: int) -> dict:
 def _show(rec, args, compute: dict | None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{args.task} ({rec.metric or 'unnamed metric'}) · {args.model} · "
-                        f"{rec.label_budget:,.2f} for labels"
-                        + (" and their GPU time" if compute and "forecast_hours" in compute else ""),
+    table = Table(title=Text(f"{args.task} ({rec.metric or 'unnamed metric'}) · {args.model} · "  # the user's words
+                             f"{rec.label_budget:,.2f} for labels"
+                             + (" and their GPU time" if compute and "forecast_hours" in compute else "")),
                   caption=f"predicted score; fitted on {rec.n_past_runs} past runs", title_justify="left")
     for column in ("", "SFT", "pairs", "SFT share", "score", "80% interval", "vs rec."):
         table.add_column(column, justify="left" if not column else "right")
@@ -93,7 +94,7 @@ def _show(rec, args, compute: dict | None) -> None:
 
     console = Console(file=output.stdout())
     console.print(table)
-    console.print(f"basis: {rec.basis}", highlight=False)
+    console.print(f"basis: {rec.basis}", markup=False, highlight=False)
     if compute and "forecast_hours" in compute:
         console.print(f"GPU time for the recommended split: {compute['forecast_hours']:,.2f} hours × "
                       f"{compute['gpu_hour_price']:g} = {compute['forecast_cost']:,.2f}, included in the budget "
@@ -106,7 +107,7 @@ def _show(rec, args, compute: dict | None) -> None:
                       f"peak memory {figures['peak_memory_bytes'] / 2**30:.2f} GiB "
                       "(`engine forecast` shows each stage)", highlight=False)
     for warning in rec.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False)
     console.print()
     console.print(_plot(rec), highlight=False)
 

@@ -100,7 +100,7 @@ def _show(result, plan) -> None:
     for row in stages:
         table.add_row(*row)
     table.add_row(*total, style="bold")
-    console = Console()
+    console = Console(markup=False)  # the task and model are the user's words
     console.print(table)
     money = "" if figures["money"] is None else f", {figures['money']:,.2f} at the hour price"
     console.print(f"{figures['gpu_hours']:.3f} {figures['device']}-hours{money}; calibration took "

@@ -41,7 +41,7 @@ def pilot(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(markup=False)  # the task and model are the user's words
     if plan.pilots:
         table = Table(title=f"pilot runs for {args.task} · {args.model} · budget {args.budget:,.2f}",
                       caption="run them in this order; each refits the advisor", title_justify="left")

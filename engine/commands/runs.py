@@ -67,7 +67,7 @@ def list_runs(args: argparse.Namespace) -> int:
         table.add_row(run["run_id"], run["status"], run["task"], run["model"], str(run["n_sft"]),
                       str(run["n_pft"]), _score(run["score"]), run["metric"] or "—", local_time(run["created_at"]))
     # a pipe gets every column whole (rich would squeeze the table into 80 columns)
-    Console(file=output.stdout(), width=None if sys.stdout.isatty() else 1000).print(table)
+    Console(file=output.stdout(), width=None if sys.stdout.isatty() else 1000, markup=False).print(table)
     return 0
 
 
@@ -83,7 +83,7 @@ def show_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=output.stdout())
+    console = Console(file=output.stdout(), markup=False)  # names, folders and errors are the user's words
     summary = Table(show_header=False, title=f"run {run['run_id']}", title_justify="left")
     summary.add_column(style="bold")
     summary.add_column()

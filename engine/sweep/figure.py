@@ -113,11 +113,13 @@ def _y_range(table: SweepTable) -> tuple[float, float]:
 def terminal_figure(table: SweepTable) -> None:
     """The figure in characters (● measured, ○ predicted, one colour per SFT share), then every cell in a table."""
     from rich.console import Console
+    from rich.markup import escape as markup_escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     sweep = table.sweep
-    console.print(f"[bold]sweep {sweep.name}[/]: {sweep.task} · {sweep.model} · "
+    console.print(f"[bold]sweep {sweep.name}[/]: {markup_escape(sweep.task)} · {markup_escape(sweep.model)} · "
                   f"{table.metric or 'score'} against budget (SFT {sweep.sft_cost:g}, pair {sweep.pft_cost:g})",
                   highlight=False)
     bottom, top = _y_range(table)
@@ -151,7 +153,7 @@ def terminal_figure(table: SweepTable) -> None:
                        for i, share in enumerate(sweep.ratios))
     console.print(legend + "   ● measured  ○ predicted", highlight=False)
     console.print("\n".join(lines), highlight=False)
-    cells = Table(title=None, caption=table.note or None, caption_justify="left")
+    cells = Table(title=None, caption=Text(table.note) if table.note else None, caption_justify="left")
     for column in ("cell", "SFT", "pairs", "status", "measured", "predicted (80%)"):
         cells.add_column(column, justify="left" if column in ("cell", "status") else "right", no_wrap=True,
                          min_width=max(len(row.cell.run_id) for row in table.rows) if column == "cell" else None)

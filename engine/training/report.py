@@ -29,8 +29,10 @@ class Report:
             self._console = Console(stderr=True)
 
     def say(self, text: str) -> None:
+        """`text` as it is: paths, model names and run ids are the user's, and `[...]` in them is
+        not markup."""
         if self._console is not None:
-            self._console.print(text, highlight=False)
+            self._console.print(text, markup=False, highlight=False)
 
     def warn(self, text: str) -> None:
         """A warning the user should act on (the events file has it too)."""

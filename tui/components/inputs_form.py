@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -41,7 +42,7 @@ class InputsForm(VerticalScroll):
 
     def show_reason(self, name: str, reason: str) -> None:
         why = self.query_one(f"#why-{name}", Static)
-        why.update(reason)
+        why.update(Text(reason))  # it quotes what was typed: never markup
         why.set_class(bool(reason), "-shown")
         self.query_one(f"#in-{name}", Input).set_class(bool(reason), "-invalid")
 

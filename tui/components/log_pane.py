@@ -20,7 +20,7 @@ class LogPane(RichLog):
 
     def show_progress(self, progress: str) -> None:
         """A library's progress bar as it stands, in the pane's bottom border (one updating line)."""
-        self.border_subtitle = progress[-200:]
+        self.border_subtitle = Text(progress[-200:])  # a library's own line: `[...]` in it is not markup
 
     def add(self, lines: list[tuple[str, str]]) -> None:
         for kind, text in lines:

@@ -157,7 +157,7 @@ class PilotPanel(Static):
             self.app.notify("Ask for a pilot proposal first (ctrl+t).", title="No pilots", severity="warning")
             return
         if not self.proposal.pilots:
-            self.app.notify(self.proposal.reason or "No pilot is worth its cost.", title="No pilots")
+            self.app.notify(self.proposal.reason or "No pilot is worth its cost.", title="No pilots", markup=False)
             return
         self.queue = list(self.proposal.pilots)
         self._launch_next()
@@ -171,7 +171,7 @@ class PilotPanel(Static):
                                                   params_b=inputs.params_b, base_score=inputs.base_score)
         except (ValueError, RuntimeError) as exc:
             self.queue = []
-            self.app.notify(str(exc), title="Cannot launch the pilot", severity="error")
+            self.app.notify(str(exc), title="Cannot launch the pilot", severity="error", markup=False)
             return
         launch = self.host.new_launch(inputs, step.n_sft, step.n_pft, prediction)
         self.running = launch.run_id

@@ -28,7 +28,7 @@ class RunsTable(DataTable):
             took = run["finished_at"] - run["created_at"] if run.get("finished_at") else None
             score = "—" if run.get("score") is None else f"{run['score']:.3f}"
             self.add_row(
-                Text(run["status"], style=STATUS_STYLES.get(run["status"], "")), run["run_id"], run["task"],
-                run["model"], Text(f"{run['n_sft']:,}", justify="right"), Text(f"{run['n_pft']:,}", justify="right"),
+                Text(run["status"], style=STATUS_STYLES.get(run["status"], "")), Text(run["run_id"]), Text(run["task"]),
+                Text(run["model"]), Text(f"{run['n_sft']:,}", justify="right"), Text(f"{run['n_pft']:,}", justify="right"),
                 Text(score, justify="right"), local_time(run.get("created_at")), clock(took), key=run["run_id"],
             )

@@ -20,9 +20,9 @@ def launch_summary(launch: Launch) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
-    table.add_row("run id", launch.run_id)
-    table.add_row("task", inputs.task)
-    table.add_row("model", inputs.model)
+    table.add_row("run id", Text(launch.run_id))  # the user's words, never markup
+    table.add_row("task", Text(inputs.task))
+    table.add_row("model", Text(inputs.model))
     table.add_row("", Text("the engine loads 'tiny', 'demo', a model folder or a cached Hugging Face id", style="dim"))
     table.add_row("SFT examples", f"{launch.n_sft:,}  × {inputs.sft_cost:g}")
     table.add_row("preference pairs", f"{launch.n_pft:,}  × {inputs.pft_cost:g}")

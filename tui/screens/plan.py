@@ -162,7 +162,7 @@ class PlanScreen(Screen):
         """Confirm, then start the engine on the recommended split; refused unless the advice is current."""
         problem = self.fit_error or self.refusal or ("" if self.inputs else "Fix the fields marked in red first.")
         if problem:
-            self.notify(problem, title="Cannot launch", severity="error")
+            self.notify(problem, title="Cannot launch", severity="error", markup=False)  # it may quote a field
             return
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
@@ -196,7 +196,7 @@ class PlanScreen(Screen):
     @on(BaseScoreMeasured)
     def _base_score_measured(self, message: BaseScoreMeasured) -> None:
         self.notify(f"{message.inputs.model} on {message.inputs.task}: {message.metric} {message.score:.3f}",
-                    title="Base score measured")
+                    title="Base score measured", markup=False)
         self.host.fit_advisor()  # the new (0, 0) point counts
         if self.inputs is not None and (self.inputs.task, self.inputs.model) == (message.inputs.task,
                                                                                  message.inputs.model):

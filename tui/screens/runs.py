@@ -3,6 +3,7 @@ it is still running)."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,7 +48,7 @@ class RunsScreen(Screen):
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:
         if message.problem:
-            self.query_one("#runs-summary", Static).update(message.problem)
+            self.query_one("#runs-summary", Static).update(Text(message.problem))
         else:
             self.show_runs(message.runs, message.damaged)
 
@@ -60,7 +61,7 @@ class RunsScreen(Screen):
         summary = f"{len(runs)} run{'' if len(runs) == 1 else 's'}" + (f" ({detail})" if detail else "") + " · Enter opens a run"
         summary = summary if runs else "No runs yet: plan one and press ctrl+r."
         skipped = "".join(f"\nskipped {line}" for line in damaged)  # named, as `engine runs list` names them
-        self.query_one("#runs-summary", Static).update(summary + skipped)
+        self.query_one("#runs-summary", Static).update(Text(summary + skipped))  # skipped rows quote the store
         self.query_one(RunsTable).focus()
 
     @on(DataTable.RowSelected)
