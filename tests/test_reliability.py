@@ -385,7 +385,8 @@ def test_a_stop_that_lands_in_generated_code_still_exits_130(tmp_path):
     import signal
 
     (tmp_path / "busy_engine.py").write_text(
-        "import sys; from engine import cli; import engine.commands.runs as runs\n"
+        "import signal, sys; from engine import cli; import engine.commands.runs as runs\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as a run's stop handler: it raises\n"
         "def wait(args):\n"
         "    exec(\"print('ready', flush=True)\\nimport time\\ntime.sleep(30)\")\n"
         "runs.list_runs = wait\n"
