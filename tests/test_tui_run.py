@@ -181,7 +181,7 @@ def test_past_runs_list_the_store_and_open_one_from_its_events_file(home):
 
 def test_past_runs_skip_a_damaged_row_and_name_it(home):
     store = RunStore()
-    store.create_run("sound", task="gsm8k_math", model="org/[/x]",  # brackets are a name, not markup params_b=0.0001, n_sft=8, n_pft=0,
+    store.create_run("sound", task="gsm8k_math", model="org/[/x]", params_b=0.0001, n_sft=8, n_pft=0,
                      config={"seed": 1}, run_dir=str(run_dir("sound")), pid=1)
     store.set_status("sound", "failed")
     with sqlite3.connect(store.path) as db:
@@ -198,7 +198,7 @@ def test_past_runs_skip_a_damaged_row_and_name_it(home):
             await wait_until(pilot, lambda: table.row_count == 1, what="the readable row")
             await pilot.pause()
             text = screen_text(app)
-            assert "sound" in text and "org/[/x]" in text and "1 run (1 failed)" in text
+            assert "sound" in text and "org/[/x]" in text and "1 run (1 failed)" in text  # a name, not markup
             summary = str(app.screen.query_one("#runs-summary").render())
             assert f"skipped run store {store.path}, run 'torn': config is not readable JSON" in summary
 

@@ -42,7 +42,7 @@ class InputsForm(VerticalScroll):
 
     def show_reason(self, name: str, reason: str) -> None:
         why = self.query_one(f"#why-{name}", Static)
-        why.update(Text(reason))  # it quotes what was typed: never markup
+        why.update(Text(reason))  # plain text, never markup
         why.set_class(bool(reason), "-shown")
         self.query_one(f"#in-{name}", Input).set_class(bool(reason), "-invalid")
 
