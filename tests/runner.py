@@ -3,10 +3,13 @@ a run leaves behind. Shared by the run, resume and event-schema tests."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,15 +23,35 @@ def env_for(home: Path) -> dict[str, str]:
 
 def engine(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`engine ARGS` to completion, output captured as text."""
+    with_tiny(home, args)
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env_for(home),
                           capture_output=True, text=True, timeout=timeout)
 
 
 def start(home: Path, *args: str, **popen) -> subprocess.Popen:
     """`engine ARGS` in the background, leading its own process group (as the TUI starts it)."""
+    with_tiny(home, args)
     options = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env_for(home),
                             start_new_session=True, text=True, **options)
+
+
+_built: list[Path] = []  # the session's tiny model, once built
+
+
+def with_tiny(home: Path, args) -> None:
+    """A command that names the tiny model finds it in its home's model cache, as a user's home
+    holds it after the first run: built once per test session (it is deterministic; a build takes
+    ~5 s) and copied in. Building it is tested on its own (test_models)."""
+    if "tiny" not in args or (home / "models" / "tiny").exists():
+        return
+    if not _built:
+        session = Path(tempfile.mkdtemp(prefix="budgettui-test-tiny-"))
+        atexit.register(shutil.rmtree, session, ignore_errors=True)
+        subprocess.run([sys.executable, "-c", "from engine.training.models import resolve_model; resolve_model('tiny')"],
+                       cwd=ROOT, env=env_for(session), check=True, capture_output=True)
+        _built.append(session / "models" / "tiny")
+    shutil.copytree(_built[0], home / "models" / "tiny")
 
 
 def folder(home: Path, run_id: str) -> Path:
