@@ -17,12 +17,13 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def tiny_spec(tmp_path_factory):
-    """ModelSpec of the tiny Llama, built once into a session folder (its path is absolute)."""
+def tiny_spec():
+    """ModelSpec of the tiny Llama, the session's one build (`runner.tiny_home`; its path is absolute)."""
     from engine.training.models import resolve_model
+    from runner import tiny_home
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BUDGETTUI_HOME", str(tmp_path_factory.mktemp("tiny-home")))
+        patch.setenv("BUDGETTUI_HOME", str(tiny_home()))
         return resolve_model("tiny")
 
 

@@ -36,22 +36,26 @@ def start(home: Path, *args: str, **popen) -> subprocess.Popen:
                             start_new_session=True, text=True, **options)
 
 
-_built: list[Path] = []  # the session's tiny model, once built
+_tiny_home: list[Path] = []  # the session's home holding the tiny model, once built
+
+
+def tiny_home() -> Path:
+    """A home whose models/ holds the tiny model, built once per test session (it is
+    deterministic; a build takes ~5 s). Building it is tested on its own (test_models)."""
+    if not _tiny_home:
+        session = Path(tempfile.mkdtemp(prefix="budgettui-test-tiny-"))
+        atexit.register(shutil.rmtree, session, ignore_errors=True)
+        build = "from engine.training.models import resolve_model; resolve_model('tiny')"
+        subprocess.run([sys.executable, "-c", build], cwd=ROOT, env=env_for(session), check=True, capture_output=True)
+        _tiny_home.append(session)
+    return _tiny_home[0]
 
 
 def with_tiny(home: Path, args) -> None:
     """A command that names the tiny model finds it in its home's model cache, as a user's home
-    holds it after the first run: built once per test session (it is deterministic; a build takes
-    ~5 s) and copied in. Building it is tested on its own (test_models)."""
-    if "tiny" not in args or (home / "models" / "tiny").exists():
-        return
-    if not _built:
-        session = Path(tempfile.mkdtemp(prefix="budgettui-test-tiny-"))
-        atexit.register(shutil.rmtree, session, ignore_errors=True)
-        subprocess.run([sys.executable, "-c", "from engine.training.models import resolve_model; resolve_model('tiny')"],
-                       cwd=ROOT, env=env_for(session), check=True, capture_output=True)
-        _built.append(session / "models" / "tiny")
-    shutil.copytree(_built[0], home / "models" / "tiny")
+    holds it after the first run: the session's build, copied in."""
+    if "tiny" in args and not (home / "models" / "tiny").exists():
+        shutil.copytree(tiny_home() / "models" / "tiny", home / "models" / "tiny")
 
 
 def folder(home: Path, run_id: str) -> Path:

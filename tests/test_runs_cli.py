@@ -1,7 +1,7 @@
 """`engine runs list` through a pipe: every run id whole, and a count a person would write."""
 
 from engine.record.store import RunStore
-from tests.runner import engine
+from runner import engine
 
 LONG_ID = "a-run-named-at-length-so-that-it-would-not-fit-20261130"
 

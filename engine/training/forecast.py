@@ -3,9 +3,10 @@ and its device-hours and money — and the refusal of a run that will not fit.
 
 Every figure has a source, printed beside it: `calibration` (this machine's own short run of
 the model, `engine.training.calibrate`), the model's config (the KV cache an evaluation grows as
-it generates), the data's token lengths (how many padded tokens each stage trains on) and the base model's answer length (where the base model's answers to the first
-evaluation batch ended: a trained model's evaluation is forecast to write as much, since nothing
-measured before the run says otherwise), refined by `history` — the median measured ÷ forecast
+it generates), the data's token lengths (how many padded tokens each stage trains on) and the
+base model's answer length (where the base model's answers to the first evaluation batch ended:
+a trained model's evaluation is forecast to write as much, since nothing measured before the
+run says otherwise), refined by `history` — the median measured ÷ forecast
 of this model's finished runs on this machine, recorded per stage in the store. The arithmetic
 is in `engine.record.compute`, which the TUI may import; this module measures."""
 
