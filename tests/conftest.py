@@ -1,11 +1,18 @@
 """Shared fixtures: an isolated budgettui home per test, the tiny model built and the demo model
 converted once per session."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A test that loads a model without a home of its own still writes the model's 4-bit copy into a home:
+# this session's, never the user's.
+os.environ["BUDGETTUI_HOME"] = tempfile.mkdtemp(prefix="budgettui-test-session-")
+atexit.register(shutil.rmtree, os.environ["BUDGETTUI_HOME"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -35,6 +35,18 @@ def test_the_forecast_has_every_stage_with_its_source(calibrated):
     assert figures["gpu_hours"] == pytest.approx(figures["total_seconds"] / 3600)
 
 
+def test_the_dpo_evaluation_is_forecast_from_the_sft_evaluations_measurement(calibrated):
+    """Both policies are the base model with the same LoRA shape: the calibration times one."""
+    home, figures = calibrated
+    (cache,) = (home / "calibration").glob("*.json")
+    measured = json.loads(cache.read_text())["stages"]
+    assert measured["dpo_eval"] == measured["sft_eval"] and measured["sft_eval"]["measured_as"] == "sft_eval"
+    sft_eval, dpo_eval = figures["stages"]["sft_eval"], figures["stages"]["dpo_eval"]
+    assert dpo_eval["source"].startswith("calibration of the SFT evaluation + ") and " of " not in sft_eval["source"]
+    assert (dpo_eval["seconds"], dpo_eval["peak_memory_bytes"]) == (sft_eval["seconds"], sft_eval["peak_memory_bytes"])
+    assert len(list((home / "models" / "nf4").iterdir())) == 1  # the 4-bit copy the run will load
+
+
 def test_cached_only_never_calibrates(tmp_path, calibrated):
     fresh = engine(tmp_path, "forecast", *PLAN, "--json", "--cached-only")
     assert fresh.returncode == 2 and fresh.stdout == ""

@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import shutil
 
 import pytest
 
@@ -54,6 +55,57 @@ def test_auto_quantisation_gives_linear4bit_layers_and_none_gives_none(tiny_spec
     plain, _ = load_model(tiny_spec, quant="none", device="cpu")
     assert count_linear4bit(plain) == 0
     assert str(plain.dtype) == "torch.float32"
+
+
+def _same_model(a, b) -> bool:
+    import torch
+
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        same_logits = torch.equal(a(input_ids=ids).logits, b(input_ids=ids).logits)
+    pairs = zip(a.state_dict().items(), b.state_dict().items())
+    return same_logits and all(x == y and torch.equal(p, q) for (x, p), (y, q) in pairs)
+
+
+def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_spec, monkeypatch):
+    import bitsandbytes
+
+    first, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    (kept,) = (home / "models" / "nf4").iterdir()
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+
+    quantised = []
+    original = bitsandbytes.functional.quantize_4bit
+    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit",
+                        lambda *args, **kwargs: quantised.append(1) or original(*args, **kwargs))
+    second, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    assert count_linear4bit(second) == 14 and _same_model(first, second)
+    assert quantised == []
+    shutil.rmtree(kept)  # without the copy, the same load quantises: the patch sees it
+    load_model(tiny_spec, quant="auto", device="cpu")
+    assert len(quantised) == 14
+
+
+def test_a_damaged_kept_copy_is_made_again(home, tiny_spec):
+    first, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    (kept,) = (home / "models" / "nf4").iterdir()
+    weights = kept / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    again, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    assert _same_model(first, again) and weights.read_bytes() == whole
+    assert [p.name for p in (home / "models" / "nf4").iterdir()] == [kept.name]  # no temporary folder left
+
+
+def test_an_edited_model_is_quantised_afresh_and_unquantised_loads_keep_nothing(home, tiny_spec, tmp_path):
+    copy = models.ModelSpec("mine", shutil.copytree(tiny_spec.path, tmp_path / "mine"), None)
+    load_model(copy, quant="none", device="cpu")
+    assert not (home / "models" / "nf4").exists()
+    load_model(copy, quant="auto", device="cpu")
+    config = json.loads((copy.path / "config.json").read_text())
+    (copy.path / "config.json").write_text(json.dumps(config | {"rope_theta": 20000.0}))
+    load_model(copy, quant="auto", device="cpu")
+    assert len(list((home / "models" / "nf4").iterdir())) == 2
 
 
 def test_4bit_without_bitsandbytes_fails_and_auto_falls_back(tiny_spec, monkeypatch):

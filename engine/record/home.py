@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +37,30 @@ def store_path() -> Path:
 def models_dir() -> Path:
     """Cache of converted models (e.g. the demo model); never part of the repository."""
     return home_dir() / "models"
+
+
+def built_once(target: Path, build) -> Path:
+    """`target`, a cache folder of the home built once by `build(tmp_dir)` and renamed into place,
+    so a crash never leaves a half-written folder that a later run would trust (a folder counts
+    once its config.json is in it)."""
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary folder
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first, or a stale folder without config.json
+            if not (target / "config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def new_run_id() -> str:

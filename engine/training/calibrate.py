@@ -2,19 +2,22 @@
 does it, for a few timed steps of each stage.
 
 It walks the run's stages in the run's order — evaluate the base, train SFT, evaluate it, train
-DPO on the SFT adapter, evaluate that — with the real TRL trainers and the run's own callbacks,
+DPO on the SFT adapter — with the real TRL trainers and the run's own callbacks,
 built on each stage's longest and shortest examples (the forecast adds the seconds it takes to
 tokenise the rest) and trained for a few one-example steps: the longest example first (a warm-up
 that pays the first-call costs), then the shortest and the longest in turn (repeated while the
-timed steps add up to under half a second), then the checkpoint the run writes at a stage's end
-and its adapter. The two shapes give a line, seconds per micro-batch plus seconds per padded
+timed steps add up to under a quarter of a second), then the checkpoint the run writes at a
+stage's end and its adapter. The two shapes give a line, seconds per micro-batch plus seconds per padded
 token; the longest example's steps give the memory a step starts from and what it adds per
 padded token. A run's batch of several examples is those rows side by side, so its seconds and
 memory follow from the line and the batch's padded tokens, without paying for the largest batch
 here.
 An evaluation measures its prefill and per-token decode seconds inside one generation call, and
 the base model answers the first evaluation batch in full, which also measures where its answers
-end. Everything is written to a temporary folder that is removed afterwards.
+end. Only the first trained policy is evaluated: the SFT and the DPO policy are the same base
+model with the same LoRA adapter shape, so the DPO evaluation is forecast from the SFT one's
+figures. The model's 4-bit copy (`nf4_copy`) is made before the clock starts, as the run will find
+it made. Everything else is written to a temporary folder that is removed afterwards.
 
 Results are cached as JSON in the home folder, keyed by machine, model, quantisation, LoRA, the
 evaluation batch, the task's data and the stages trained — not by the split's sizes nor the
@@ -37,11 +40,11 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
 # The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
 # longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
 # tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
-TIMED_STEPS, TIMED_SECONDS = 5, 0.5
+TIMED_STEPS, TIMED_SECONDS = 3, 0.25
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 
 
@@ -96,9 +99,14 @@ def calibrate(plan, key: dict, lengths: dict[str, list[int | None]], tokenise_se
     """Run the calibration for `plan` (a `engine.training.train.Plan`) and cache it under `key`;
     `lengths`: each training stage's examples' token lengths (`token_lengths`), which took
     `tokenise_seconds` per example to count."""
+    from engine.training import distributed
+    from engine.training.models import quantise_once
     from engine.training.train import settle_imports
 
     settle_imports()
+    config = plan.config  # the run will find the model's 4-bit copy made: so does the clock
+    quantise_once(plan.spec, quant=config.quant, trust_remote_code=config.trust_remote_code,
+                  device=distributed.device())
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="budgettui-calibration-") as tmp:
         stages = _Walk(plan, Path(tmp), lengths).run()
@@ -201,14 +209,17 @@ class _Walk:
             load = time.perf_counter() - started
             stages["base_eval"] = self._generation(self.models.for_eval(), full=True) | {"load_seconds": load}
         stages["base_eval"]["peak_memory_bytes"] = used.peak_memory_bytes
+        trained_eval = None
         for stage in self.plan.stages:
             with meter.measure() as used:
                 figures, policy = self._train(stage)
             stages[stage] = figures | {"peak_memory_bytes": max(used.peak_memory_bytes,  # restarted on the way
                                                                 figures.pop("earlier_peak_bytes"))}
-            with meter.measure() as used:
-                figures = self._generation(policy, full=False)
-            stages[f"{stage}_eval"] = figures | {"peak_memory_bytes": used.peak_memory_bytes}
+            if trained_eval is None:  # SFT's and DPO's policies are the same base and LoRA: timed once
+                with meter.measure() as used:
+                    trained_eval = self._generation(policy, full=False)
+                trained_eval |= {"peak_memory_bytes": used.peak_memory_bytes, "measured_as": f"{stage}_eval"}
+            stages[f"{stage}_eval"] = trained_eval
             del policy
         assert set(stages) <= set(FORECAST_STAGES)
         return stages

@@ -34,7 +34,7 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
-def _model_digest(folder: Path) -> str:
+def model_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     for name in MODEL_TEXT_FILES:
         path = folder / name
@@ -53,7 +53,7 @@ def _model_digest(folder: Path) -> str:
 def of(config: RunConfig, task, model_folder: Path) -> dict[str, str]:
     """The run's three digests."""
     data = [task.sft_pool, task.pref_pool, task.eval_pool, task.metric.name]
-    return {"config": _digest(config.to_dict()), "data": _digest(data), "model": _model_digest(Path(model_folder))}
+    return {"config": _digest(config.to_dict()), "data": _digest(data), "model": model_digest(Path(model_folder))}
 
 
 def check(saved: dict | None, now: dict[str, str], run_id: str) -> None:

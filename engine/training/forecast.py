@@ -108,6 +108,8 @@ class Forecast:
         for stage in compute.forecast_stages(config.n_sft, config.n_pft):
             figures = measured["stages"][stage]
             source, memory = "calibration", figures["peak_memory_bytes"]
+            if figures.get("measured_as", stage) != stage:
+                source += f" of the {compute.STAGE_LABELS[figures['measured_as']]}"
             if stage.endswith("_eval"):
                 if "batch_seconds" in figures:
                     seconds = n_eval_batches * figures["batch_seconds"]

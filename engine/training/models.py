@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import random
 import re
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.safe_files import loads
 from engine.record.config import QUANT_CHOICES
 from engine.record.errors import UserError, first_line
-from engine.record.home import models_dir
+from engine.record.home import built_once, models_dir
 from engine.record.model_names import DEMO_NAMES
 
 TINY_DIR = "tiny"
@@ -60,9 +57,9 @@ class ModelSpec:
 def resolve_model(name: str) -> ModelSpec:
     """Turn a model name into a local folder, building `tiny`/`demo` on first use."""
     if name == "tiny":
-        return _spec(name, _cached(TINY_DIR, _build_tiny))
+        return _spec(name, built_once(models_dir() / TINY_DIR, _build_tiny))
     if name.lower() in DEMO_NAMES:  # the name that states its size, so the advisor knows it too
-        return _spec(name, _cached(DEMO_DIR, _convert_demo))
+        return _spec(name, built_once(models_dir() / DEMO_DIR, _convert_demo))
     folder = Path(name).expanduser()
     if folder.exists():
         if not (folder / "config.json").is_file():
@@ -123,29 +120,6 @@ def _from_hf_cache(model_id: str) -> Path:
     if not (path / "config.json").is_file():
         raise UserError(f"cached {model_id!r} at {path} is not a model folder (no config.json)")
     return path
-
-
-def _cached(folder_name: str, build) -> Path:
-    """models_dir()/folder_name, built once by `build(tmp_dir)` and renamed into place."""
-    target = models_dir() / folder_name
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder_name}-", dir=target.parent))
-    try:
-        build(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary folder
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first, or a stale folder without config.json
-            if not (target / "config.json").is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def _tiny_corpus(n: int = 3000):
@@ -275,30 +249,22 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     """(model, tokenizer) from safetensors. quant: "auto"/"4bit" = bitsandbytes NF4 with double
     quantisation (compute in bf16 on a GPU that supports it, else fp32), "none" = unquantised
     (bf16 on such a GPU, else fp32). "auto" falls back to "none" where bitsandbytes cannot load;
-    "4bit" then fails. Anything the user should see (that fallback, a borrowed pad token or chat
-    template) is listed in `model.load_warnings`."""
-    if quant not in QUANT_CHOICES:
-        raise UserError(f"unknown quantisation {quant!r}: choose one of {', '.join(QUANT_CHOICES)}")
-    import torch
+    "4bit" then fails. 4-bit weights are quantised at the first load and kept (`nf4_copy`).
+    Anything the user should see (that fallback, a borrowed pad token or chat template) is listed
+    in `model.load_warnings`."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    from engine.training import nf4_copy
+
     _quiet_transformers()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    warnings: list[str] = []
-    kwargs = {"dtype": dtype, "device_map": {"": device}}
-    if quant != "none":
-        problem = four_bit_problem(quant)
-        if problem is None:
-            kwargs["quantization_config"] = _nf4_config(dtype)
-        else:
-            warnings.append(f"bitsandbytes cannot load ({problem}); loading {spec.name} unquantised")
+    options, warnings = _load_options(spec, quant, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            spec.path, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
-        )
+        if "quantization_config" in options and not trust_remote_code:  # remote code may not load from a copy
+            model = nf4_copy.load(spec.path, options)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(spec.path, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code, **options)
     except (OSError, ValueError, SafetensorError) as exc:
         raise UserError(f"cannot load model {spec.name!r} from {spec.path}: {first_line(exc)}") from None
     tokenizer, borrowed = load_tokenizer(spec.path, trust_remote_code=trust_remote_code)
@@ -307,6 +273,35 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.load_warnings = warnings + borrowed
     return model, tokenizer
+
+
+def _load_options(spec: ModelSpec, quant: str, device: str | None) -> tuple[dict, list[str]]:
+    """(from_pretrained's dtype, device_map and 4-bit settings; warnings for the user)."""
+    if quant not in QUANT_CHOICES:
+        raise UserError(f"unknown quantisation {quant!r}: choose one of {', '.join(QUANT_CHOICES)}")
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    options, warnings = {"dtype": dtype, "device_map": {"": device}}, []
+    if quant != "none":
+        problem = four_bit_problem(quant)
+        if problem is None:
+            options["quantization_config"] = _nf4_config(dtype)
+        else:
+            warnings.append(f"bitsandbytes cannot load ({problem}); loading {spec.name} unquantised")
+    return options, warnings
+
+
+def quantise_once(spec: ModelSpec, *, quant: str, trust_remote_code: bool = False, device: str | None = None) -> None:
+    """Makes the model's kept 4-bit copy (`nf4_copy`) now, where a load would make it: the
+    calibration does this before its clock starts, as the run it forecasts will find the copy made."""
+    from engine.training import nf4_copy
+
+    options, _ = _load_options(spec, quant, device)
+    if "quantization_config" in options and not trust_remote_code and not nf4_copy.is_kept(spec.path, options):
+        load_model(spec, quant=quant, trust_remote_code=trust_remote_code, device=device)
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False):
