@@ -1,7 +1,9 @@
 """Cost of the model and evaluation layer: building/converting models, loading them 4-bit vs
-unquantised (alternated, each in a fresh process so peak RSS is its own), and evaluating.
+unquantised (alternated, each in a fresh process so peak RSS is its own), a 4-bit load that
+quantises against one from the kept 4-bit copy (`engine.training.nf4_copy`), and evaluating.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/models_eval.py [--repeats 3] [--skip-demo]
+    .venv/bin/python bench/models_eval.py --kept-copy-only    # only the quantising vs kept-copy loads
 
 Uses a throw-away $BUDGETTUI_HOME; prints a markdown table.
 """
@@ -12,9 +14,11 @@ import argparse
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
@@ -29,6 +33,13 @@ if what != "resolve":
     t = time.perf_counter(); model, tok = load_model(spec, quant=quant, device="cpu")
     out["load_s"] = time.perf_counter() - t
     out["linear4bit"] = count_linear4bit(model)
+if what in ("reload", "requantise"):  # a second load in the same process, as a run's later stages load
+    if what == "requantise":
+        import shutil
+        from engine.record.home import models_dir
+        shutil.rmtree(models_dir() / "nf4")
+    del model
+    t = time.perf_counter(); load_model(spec, quant=quant, device="cpu"); out["load_again_s"] = time.perf_counter() - t
 if what == "eval":
     for task, metric in (("chat_preference", "preference_accuracy"), ("gsm8k_math", "exact_match"),
                          ("gsm8k_math", "heldout_loss")):
@@ -50,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--kept-copy-only", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["BUDGETTUI_HOME"] = tempfile.mkdtemp(prefix="bench-home-")
@@ -62,6 +74,8 @@ def main() -> None:
     for label, result, key in rows:
         print(f"| {label} | {result[key]:.2f} | {result['peak_rss_gb']:.2f} |")
     for name in names:
+        kept_copy(name, args.repeats)
+    for name in [] if args.kept_copy_only else names:
         loads = {"auto": [], "none": []}
         for _ in range(args.repeats):  # alternate A and B so machine load hits both alike
             for quant in loads:
@@ -76,6 +90,23 @@ def main() -> None:
         ratio = statistics.median(r["peak_rss_gb"] for r in loads["auto"]) / statistics.median(
             r["peak_rss_gb"] for r in loads["none"])
         print(f"| {name} peak RSS ratio 4-bit / unquantised | {ratio:.2f} | |")
+
+
+def kept_copy(name: str, repeats: int) -> None:
+    """4-bit loads that quantise (no kept copy) against loads from the kept copy, alternated: a
+    process's first load, then a second one in the same process (as a run's later stages load)."""
+    loads = {"quantising": [], "from the kept copy": []}
+    for _ in range(repeats):
+        shutil.rmtree(Path(os.environ["BUDGETTUI_HOME"]) / "models" / "nf4", ignore_errors=True)
+        loads["quantising"].append(child("requantise", name, "auto"))  # leaves no copy behind
+        shutil.rmtree(Path(os.environ["BUDGETTUI_HOME"]) / "models" / "nf4", ignore_errors=True)
+        child("load", name, "auto")  # makes the copy
+        loads["from the kept copy"].append(child("reload", name, "auto"))
+    for label, results in loads.items():
+        first, again, rss = (statistics.median(r[key] for r in results)
+                             for key in ("load_s", "load_again_s", "peak_rss_gb"))
+        print(f"| {name} 4-bit load {label}, first / second in a process (median of {repeats}) | "
+              f"{first:.2f} / {again:.2f} | {rss:.2f} |")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,17 @@ def test_an_edited_model_is_quantised_afresh_and_unquantised_loads_keep_nothing(
     assert len(list((home / "models" / "nf4").iterdir())) == 2
 
 
+def test_a_model_stored_in_4bit_loads_as_it_is_and_keeps_no_copy(home, tiny_spec, tmp_path):
+    first, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    (kept,) = (home / "models" / "nf4").iterdir()
+    stored = shutil.copytree(tiny_spec.path, tmp_path / "stored")
+    shutil.copytree(kept, stored, dirs_exist_ok=True)  # the 4-bit weights and the config that says so
+    shutil.rmtree(home / "models" / "nf4")
+    model, _ = load_model(models.ModelSpec("stored", stored, None), quant="auto", device="cpu")
+    assert count_linear4bit(model) == 14 and _same_model(first, model)
+    assert not (home / "models" / "nf4").exists()
+
+
 def test_4bit_without_bitsandbytes_fails_and_auto_falls_back(tiny_spec, monkeypatch):
     monkeypatch.setattr(models, "bitsandbytes_problem", lambda: "libbitsandbytes missing")
     with pytest.raises(UserError, match="--quant 4bit needs bitsandbytes.*libbitsandbytes missing"):

@@ -37,6 +37,8 @@ def load(source: Path, options: dict):
     """The model at `source`, 4-bit: from its kept copy, else quantised from `source` and kept."""
     from transformers import AutoModelForCausalLM
 
+    if _stored_quantised(source):  # it loads without quantising: nothing to keep
+        return AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, **options)
     kept = folder(source, options)
     if (kept / "config.json").is_file():
         try:  # the copy's own config carries the quantisation settings
@@ -53,4 +55,12 @@ def load(source: Path, options: dict):
 
 
 def is_kept(source: Path, options: dict) -> bool:
-    return (folder(source, options) / "config.json").is_file()
+    return _stored_quantised(source) or (folder(source, options) / "config.json").is_file()
+
+
+def _stored_quantised(source: Path) -> bool:
+    """A model published already quantised (its config names how)."""
+    try:
+        return "quantization_config" in json.loads((source / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False  # the load says what is wrong with it
