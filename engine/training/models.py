@@ -260,7 +260,7 @@ def load_model(spec: ModelSpec, *, quant: str = "auto", trust_remote_code: bool 
     _quiet_transformers()
     options, warnings = _load_options(spec, quant, device)
     try:
-        if "quantization_config" in options and not trust_remote_code:  # remote code may not load from a copy
+        if _keeps_copy(options, trust_remote_code):
             model = nf4_copy.load(spec.path, options)
         else:
             model = AutoModelForCausalLM.from_pretrained(spec.path, use_safetensors=True,
@@ -300,8 +300,14 @@ def quantise_once(spec: ModelSpec, *, quant: str, trust_remote_code: bool = Fals
     from engine.training import nf4_copy
 
     options, _ = _load_options(spec, quant, device)
-    if "quantization_config" in options and not trust_remote_code and not nf4_copy.is_kept(spec.path, options):
+    if _keeps_copy(options, trust_remote_code) and not nf4_copy.is_kept(spec.path, options):
         load_model(spec, quant=quant, trust_remote_code=trust_remote_code, device=device)
+
+
+def _keeps_copy(options: dict, trust_remote_code: bool) -> bool:
+    """A 4-bit load keeps its weights; one that runs the model's own code does not (that code may
+    not load from a copy)."""
+    return "quantization_config" in options and not trust_remote_code
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False):
