@@ -6,6 +6,7 @@ run's figures from its events, and write the report. Not meant to be run by hand
     python bench/gpu_check.py bare-figures NAME FIGURES_DIR FILE        # the bare TRL script's figures
     python bench/gpu_check.py forecast FIGURES_DIR -- COMMAND...        # the forecast's memory, if any
     python bench/gpu_check.py skip-forecast FIGURES_DIR
+    python bench/gpu_check.py kept-copy FIGURES_DIR [DEVICE]            # the kept 4-bit copy (default cuda)
     python bench/gpu_check.py report FIGURES_DIR OUT_FILE
 
 Peak GPU memory is sampled with nvidia-smi (`memory.used` per device, every 0.2 s, CUDA context
@@ -102,6 +103,32 @@ def forecast(figures: Path, command: list[str]) -> None:
     _merge(figures, "forecast", {"memory_figures": found} if found else {"skipped": "no memory figure in its output"})
 
 
+def kept_copy(figures: Path, device: str) -> None:
+    """The demo model's kept 4-bit copy (`engine.training.nf4_copy`) on `device`: a load that
+    quantises and keeps it, then a load from it — seconds, and whether both give the same logits."""
+    import shutil
+
+    import torch
+
+    from engine.record.home import models_dir
+    from engine.training.models import load_model, resolve_model
+
+    spec = resolve_model("demo")
+    shutil.rmtree(models_dir() / "nf4", ignore_errors=True)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]], device=device)
+    seconds, logits = [], []
+    for _ in range(2):
+        began = time.perf_counter()
+        model, _ = load_model(spec, quant="4bit", device=device)
+        seconds.append(time.perf_counter() - began)
+        with torch.no_grad():
+            logits.append(model(input_ids=ids).logits.float().cpu())
+        del model
+    kept = sorted(p.name for p in (models_dir() / "nf4").glob("*/*"))
+    _merge(figures, "kept 4-bit copy", {"device": device, "quantising_s": seconds[0], "from_copy_s": seconds[1],
+                                        "files": kept, "same_logits": bool(torch.equal(*logits))})
+
+
 def _merge(figures: Path, name: str, data: dict) -> None:
     path = figures / "figures.json"
     current = json.loads(path.read_text()) if path.exists() else {}
@@ -120,6 +147,7 @@ def report(figures: Path, out: Path) -> None:
              f"GPUs: {'; '.join(gpus)}. Python {platform.python_version()}. Command: `bash bench/gpu_check.sh`", "",
              "| run | stage | tokens/s | trainer s | first DPO margin | peak GPU MiB (nvidia-smi, per device) | "
              "wall s | exit |", "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    copy = data.pop("kept 4-bit copy", {})
     for name, entry in data.items():
         if name == "forecast":
             continue
@@ -148,6 +176,11 @@ def report(figures: Path, out: Path) -> None:
                      "(nvidia-smi, CUDA context included)")
     else:
         lines.append(f"Forecast: skipped ({fc.get('skipped', 'not run')})")
+    if copy:
+        lines.append(f"Kept 4-bit copy on {copy['device']}: a quantising load {copy['quantising_s']:.1f} s, a load from "
+                     f"the copy {copy['from_copy_s']:.1f} s, same logits: {copy['same_logits']}, files {copy['files']}")
+    else:
+        lines.append("Kept 4-bit copy: not measured")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
 
@@ -167,6 +200,8 @@ def main(argv: list[str]) -> int:
         forecast(Path(rest[0]), command)
     elif action == "skip-forecast":
         _merge(Path(rest[0]), "forecast", {"skipped": "this engine has no `engine forecast` command"})
+    elif action == "kept-copy":
+        kept_copy(Path(rest[0]), rest[1] if len(rest) > 1 else "cuda")
     elif action == "report":
         report(Path(rest[0]), Path(rest[1]))
     return 0

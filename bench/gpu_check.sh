@@ -4,7 +4,8 @@
 #   1. `engine run` SFT→DPO: tokens/s per stage, peak GPU memory, first DPO margin (must be 0);
 #   2. the bare TRL script of bench/engine_vs_trl.py with the same settings on CUDA, the same figures;
 #   3. `engine forecast`'s memory figure against the measured peak — skipped if the command is absent;
-#   4. `engine run --nproc N` with all N GPUs present (skipped with one GPU).
+#   4. `engine run --nproc N` with all N GPUs present (skipped with one GPU);
+#   5. the kept 4-bit copy on CUDA: a quantising load against one from the copy, same logits.
 # Settings (bench/engine_vs_trl.py's SHARED): 64 SFT examples, 64 pairs, batch 4 × accumulation 4,
 # 2 epochs (8 steps a stage), max length 1024, LoRA r=32 on all projections, seed 42.
 # Figures go to $OUT (or bench/out)/gpu_check.md and figures.json. Needs the project's venv with a
@@ -59,6 +60,9 @@ if [ "$NGPU" -ge 2 ]; then
 else
   echo "one GPU: --nproc 1 is step 1; several processes need several GPUs"
 fi
+
+step "5. the kept 4-bit copy"
+timeout 120 "$PY" bench/gpu_check.py kept-copy "$OUT_DIR" cuda
 
 step "report"
 "$PY" bench/gpu_check.py report "$OUT_DIR" "$OUT_DIR/gpu_check.md"
