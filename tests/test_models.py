@@ -72,7 +72,8 @@ def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_sp
 
     first, _ = load_model(tiny_spec, quant="auto", device="cpu")
     (kept,) = (home / "models" / "nf4").iterdir()
-    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "generation_config.json", "model.safetensors",
+                                                      "source.json"]
 
     quantised = []
     original = bitsandbytes.functional.quantize_4bit
@@ -97,15 +98,37 @@ def test_a_damaged_kept_copy_is_made_again(home, tiny_spec):
     assert [p.name for p in (home / "models" / "nf4").iterdir()] == [kept.name]  # no temporary folder left
 
 
-def test_an_edited_model_is_quantised_afresh_and_unquantised_loads_keep_nothing(home, tiny_spec, tmp_path):
+def test_an_edited_model_is_quantised_afresh_its_old_copy_goes_and_unquantised_loads_keep_nothing(
+        home, tiny_spec, tmp_path):
     copy = models.ModelSpec("mine", shutil.copytree(tiny_spec.path, tmp_path / "mine"), None)
     load_model(copy, quant="none", device="cpu")
     assert not (home / "models" / "nf4").exists()
     load_model(copy, quant="auto", device="cpu")
+    load_model(tiny_spec, quant="auto", device="cpu")  # another folder's copy stays
+    before = set((home / "models" / "nf4").iterdir())
     config = json.loads((copy.path / "config.json").read_text())
     (copy.path / "config.json").write_text(json.dumps(config | {"rope_theta": 20000.0}))
     load_model(copy, quant="auto", device="cpu")
-    assert len(list((home / "models" / "nf4").iterdir())) == 2
+    after = set((home / "models" / "nf4").iterdir())
+    assert len(before) == len(after) == 2 and len(after - before) == 1
+    (new,) = after - before
+    assert json.loads((new / "source.json").read_text()) == {"source": str(copy.path.resolve())}
+
+
+def test_weights_rewritten_in_place_are_quantised_afresh(home, tiny_spec, tmp_path):
+    """Same names, shapes and file size (the resume fingerprint cannot tell), other values: the
+    kept copy of the old weights must not be loaded."""
+    from safetensors.torch import load_file, save_file
+
+    copy = models.ModelSpec("mine", shutil.copytree(tiny_spec.path, tmp_path / "mine"), None)
+    before, _ = load_model(copy, quant="auto", device="cpu")
+    weights = copy.path / "model.safetensors"
+    size, tensors = weights.stat().st_size, load_file(weights)
+    name = "model.layers.0.mlp.up_proj.weight"
+    save_file(tensors | {name: tensors[name].flip(0).contiguous()}, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size
+    after, _ = load_model(copy, quant="auto", device="cpu")
+    assert not _same_model(before, after) and len(list((home / "models" / "nf4").iterdir())) == 1
 
 
 def test_a_model_stored_in_4bit_loads_as_it_is_and_keeps_no_copy(home, tiny_spec, tmp_path):
