@@ -8,8 +8,9 @@ config, tokenizer and safetensors headers and sizes) and each weight file's modi
 inode — weights rewritten in place keep their header and size, and reading every byte of a large
 model at each load would cost more than quantising it — the device type, the quantisation
 settings and the bitsandbytes and transformers versions: an edited model or an upgraded library
-quantises afresh, and the folder's older copy is removed. It is written as safetensors (never pickle) in a temporary folder renamed into
-place; a copy that no longer loads is removed and made again."""
+quantises afresh, and the folder's older copy is removed. It is written as safetensors (never
+pickle) in a temporary folder renamed into place; a copy that no longer loads is removed and
+made again."""
 
 from __future__ import annotations
 
