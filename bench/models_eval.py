@@ -96,10 +96,11 @@ def kept_copy(name: str, repeats: int) -> None:
     """4-bit loads that quantise (no kept copy) against loads from the kept copy, alternated: a
     process's first load, then a second one in the same process (as a run's later stages load)."""
     loads = {"quantising": [], "from the kept copy": []}
+    copies = Path(os.environ["BUDGETTUI_HOME"]) / "models" / "nf4"
     for _ in range(repeats):
-        shutil.rmtree(Path(os.environ["BUDGETTUI_HOME"]) / "models" / "nf4", ignore_errors=True)
+        shutil.rmtree(copies, ignore_errors=True)
         loads["quantising"].append(child("requantise", name, "auto"))  # leaves no copy behind
-        shutil.rmtree(Path(os.environ["BUDGETTUI_HOME"]) / "models" / "nf4", ignore_errors=True)
+        shutil.rmtree(copies, ignore_errors=True)
         child("load", name, "auto")  # makes the copy
         loads["from the kept copy"].append(child("reload", name, "auto"))
     for label, results in loads.items():

@@ -105,8 +105,8 @@ def one_shape(args) -> None:
     examples = plan.examples(args.stage)
     tokenizer, _ = load_tokenizer(plan.spec.path)
     lengths = calibrate.token_lengths(tokenizer, examples, args.stage, config.max_length)
-    kept = [i for i, n in enumerate(lengths) if n is not None]
-    pick = (min if which == "shortest" else max)(kept, key=lengths.__getitem__)
+    longest, shortest = calibrate._longest_and_shortest(lengths)  # the calibration's own two examples
+    pick = shortest if which == "shortest" else longest
     models = BaseModels(plan, warn=lambda message: None)
     seconds = step_seconds(args, models, plan, examples[pick], int(examples_per_step))
     print(json.dumps({"length": lengths[pick], "seconds": seconds}))

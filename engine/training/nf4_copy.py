@@ -32,8 +32,8 @@ def folder(source: Path, options: dict) -> Path:
     from engine.training.fingerprint import model_digest
 
     device = str(next(iter(options["device_map"].values()))).split(":")[0]
-    weights = [[path.name, path.stat().st_mtime_ns, path.stat().st_ino]
-               for path in sorted(source.glob("*.safetensors"))]
+    weights = [[path.name, stat.st_mtime_ns, stat.st_ino]
+               for path in sorted(source.glob("*.safetensors")) for stat in [path.stat()]]
     key = {"model": model_digest(source), "weights": weights, "device": device, "dtype": str(options["dtype"]),
            "quant": options["quantization_config"].to_dict(),
            "libraries": [version("bitsandbytes"), version("transformers")]}
