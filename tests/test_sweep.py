@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -23,7 +25,8 @@ SVG = "{http://www.w3.org/2000/svg}"
 def _stop_in_first_cell(home):
     """Start the sweep and Ctrl-C it once its first cell has started: (exit code, stderr). The
     cell ends about 2 s after it starts, so a test process stalled that long (a busy CI machine)
-    sends the stop into the next cell: that attempt is redone in a fresh home, at most twice."""
+    sends the stop as the cell finishes (the sweep then stops after it): that attempt is redone in
+    a fresh home, at most twice."""
     for attempt in range(3):
         where = home / f"attempt-{attempt}"
         where.mkdir()
@@ -148,3 +151,34 @@ def test_the_terminal_figure_prints_a_bracketed_model_as_typed(capsys):
     terminal_figure(SweepTable(sweep, [Row(cell, None, None) for cell in sweep.cells], None, note="note [/y]"))
     out = capsys.readouterr().out
     assert "org/[/x]-8B" in out and "note [/y]" in out  # names and notes are words, not rich markup
+
+
+def test_a_stop_that_reaches_a_finishing_cell_is_still_remembered(tmp_path):
+    """The cell may finish anyway (the Ctrl-C came as it ended): `_run_cell` still says a stop
+    was asked for, and the sweep stops after that cell instead of starting the next one."""
+    from engine.commands.sweep import _run_cell
+
+    ready = tmp_path / "ready"
+    finishing = (f"import pathlib, signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                 f"pathlib.Path({str(ready)!r}).touch(); time.sleep(1)")
+
+    def ctrl_c_once_ready():
+        while not ready.exists():
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_ready, daemon=True).start()
+    assert _run_cell([sys.executable, "-c", finishing]) == (0, True)
+    assert _run_cell([sys.executable, "-c", "pass"]) == (0, False)
+
+
+def test_the_sweep_stops_after_a_cell_that_finished_as_the_stop_came(home, monkeypatch, capsys):
+    from engine.cli import build_parser
+    from engine.commands import sweep
+
+    started = []
+    monkeypatch.setattr(sweep, "_run_cell", lambda argv: started.append(argv) or (0, True))
+    args = build_parser().parse_args(GRID)
+    assert args.handler(args) == 130
+    assert len(started) == 1 and "grid-b16-s100" in started[0]
+    assert "stopped after grid-b16-s100; run the same command again to continue" in capsys.readouterr().err

@@ -116,9 +116,10 @@ def sweep(args: argparse.Namespace) -> int:
 
             raise UserError(f"{where} is running in another process; wait for it or stop it first")
         say(f"{where} {'resuming' if state else 'starting'}")
-        code = _run_cell(definition.command(cell, state, [sys.executable, "-m", "engine.cli"]))
-        if code in STOPPED:
-            say(f"stopped in {cell.run_id}; run the same command again to continue")
+        code, asked = _run_cell(definition.command(cell, state, [sys.executable, "-m", "engine.cli"]))
+        if code in STOPPED or (asked and code == 0):  # a stop that came as the cell ended stops here
+            ended = "in" if code in STOPPED else "after"
+            say(f"stopped {ended} {cell.run_id}; run the same command again to continue")
             return 130
         if code != 0:
             say(f"{cell.run_id} failed (exit {code}; `engine runs show {cell.run_id}`); "
@@ -133,13 +134,16 @@ def sweep(args: argparse.Namespace) -> int:
 STOPPED = (130, -signal.SIGINT, -signal.SIGTERM)
 
 
-def _run_cell(argv: list[str]) -> int:
-    """Run one cell to its end. It leads its own process group, so a Ctrl-C reaches it once,
-    from here: it checkpoints, records itself stopped and exits 130, and the sweep stops too."""
+def _run_cell(argv: list[str]) -> tuple[int, bool]:
+    """Run one cell to its end: (its exit code, whether a stop was asked for meanwhile). It leads
+    its own process group, so a Ctrl-C reaches it once, from here: it checkpoints, records itself
+    stopped and exits 130, and the sweep stops too — also when the cell was already finishing."""
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    asked = []
 
     def forward(signum, frame):
+        asked.append(signum)
         try:
             child.send_signal(signal.SIGINT)
         except ProcessLookupError:
@@ -148,7 +152,7 @@ def _run_cell(argv: list[str]) -> int:
     for sig in previous:
         signal.signal(sig, forward)
     try:
-        return child.wait()
+        return child.wait(), bool(asked)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
