@@ -56,6 +56,14 @@ def test_cached_only_never_calibrates(tmp_path, calibrated):
     assert json_out(engine(home, "forecast", *PLAN, "--json", "--cached-only", "--gpu-hour-price", "2")) == figures
 
 
+def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_without_them(calibrated, monkeypatch):
+    """With BUDGETTUI_KEEP_4BIT=0 every load quantises: the loads the calibration timed are not those."""
+    home, _ = calibrated
+    monkeypatch.setenv("BUDGETTUI_KEEP_4BIT", "0")
+    without = engine(home, "forecast", *PLAN, "--json", "--cached-only")
+    assert without.returncode == 2 and "no calibration of this plan on this machine yet" in without.stderr
+
+
 def test_a_second_forecast_reuses_the_cached_calibration(calibrated):
     home, first = calibrated
     cache = list((home / "calibration").glob("*.json"))

@@ -87,6 +87,21 @@ def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_sp
     assert len(quantised) == 14
 
 
+def test_keeping_can_be_turned_off_and_then_every_load_quantises(home, tiny_spec, monkeypatch):
+    import bitsandbytes
+
+    monkeypatch.setenv("BUDGETTUI_KEEP_4BIT", "0")
+    quantised = []
+    original = bitsandbytes.functional.quantize_4bit
+    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit",
+                        lambda *args, **kwargs: quantised.append(1) or original(*args, **kwargs))
+    models.quantise_once(tiny_spec, quant="auto", trust_remote_code=False, device="cpu")  # the calibration's
+    first, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    second, _ = load_model(tiny_spec, quant="auto", device="cpu")
+    assert count_linear4bit(second) == 14 and _same_model(first, second)
+    assert len(quantised) == 28 and not (home / "models" / "nf4").exists()
+
+
 def test_a_damaged_kept_copy_is_made_again(home, tiny_spec):
     first, _ = load_model(tiny_spec, quant="auto", device="cpu")
     (kept,) = (home / "models" / "nf4").iterdir()

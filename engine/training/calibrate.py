@@ -66,10 +66,13 @@ def machine() -> str:
 
 
 def cache_key(config: RunConfig, model_path: str, shapes: dict) -> dict:
-    """What a calibration depends on: machine, model, quantisation, LoRA, evaluation batch and data."""
+    """What a calibration depends on: machine, model, quantisation, LoRA, evaluation batch and data
+    (and, when they are turned off, that no 4-bit copies are kept: every load then quantises)."""
+    from engine.training.models import keeping_4bit_copies
+
     return {"version": CALIBRATION_VERSION, "machine": machine(), "model": model_path, "quant": config.quant,
             "lora": [config.lora_r, sorted(config.lora_targets)], "eval_batch_size": config.eval_batch_size,
-            "shapes": shapes}
+            "shapes": shapes} | ({} if keeping_4bit_copies() else {"kept_4bit_copies": False})
 
 
 def _path(key: dict) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import random
 import re
 import struct
@@ -304,10 +305,16 @@ def quantise_once(spec: ModelSpec, *, quant: str, trust_remote_code: bool = Fals
         load_model(spec, quant=quant, trust_remote_code=trust_remote_code, device=device)
 
 
+def keeping_4bit_copies() -> bool:
+    """Whether 4-bit loads keep their weights (`nf4_copy`): yes unless BUDGETTUI_KEEP_4BIT=0 says
+    the disk is not to be spent on them."""
+    return os.environ.get("BUDGETTUI_KEEP_4BIT", "1").strip() != "0"
+
+
 def _keeps_copy(options: dict, trust_remote_code: bool) -> bool:
-    """A 4-bit load keeps its weights; one that runs the model's own code does not (that code may
-    not load from a copy)."""
-    return "quantization_config" in options and not trust_remote_code
+    """A 4-bit load keeps its weights when copies are kept at all; one that runs the model's own
+    code does not (that code may not load from a copy)."""
+    return keeping_4bit_copies() and "quantization_config" in options and not trust_remote_code
 
 
 def load_tokenizer(folder: Path, *, trust_remote_code: bool = False):
