@@ -162,14 +162,21 @@ def test_a_stop_that_reaches_a_finishing_cell_is_still_remembered(tmp_path):
     finishing = (f"import pathlib, signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                  f"pathlib.Path({str(ready)!r}).touch(); time.sleep(1)")
 
+    def guard(signum, frame):  # a Ctrl-C that `_run_cell` did not catch fails this test, not the session
+        pass
+
     def ctrl_c_once_ready():
-        while not ready.exists():
+        while not ready.exists() or signal.getsignal(signal.SIGINT) is guard:
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=ctrl_c_once_ready, daemon=True).start()
-    assert _run_cell([sys.executable, "-c", finishing]) == (0, True)
-    assert _run_cell([sys.executable, "-c", "pass"]) == (0, False)
+    previous = signal.signal(signal.SIGINT, guard)
+    try:
+        threading.Thread(target=ctrl_c_once_ready, daemon=True).start()
+        assert _run_cell([sys.executable, "-c", finishing]) == (0, True)
+        assert _run_cell([sys.executable, "-c", "pass"]) == (0, False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_the_sweep_stops_after_a_cell_that_finished_as_the_stop_came(home, monkeypatch, capsys):
