@@ -9,9 +9,9 @@ that pays the first-call costs), then the shortest and the longest in turn (repe
 timed steps add up to under a quarter of a second), then the checkpoint the run writes at a
 stage's end and its adapter. The two shapes give a line, seconds per micro-batch plus seconds
 per padded token; the longest example's steps give the memory a step starts from and what it
-adds per padded token. A run's batch of several examples is those rows side by side, so its seconds and
-memory follow from the line and the batch's padded tokens, without paying for the largest batch
-here.
+adds per padded token. A run's batch of several examples is those rows side by side, so its
+seconds and memory follow from the line and the batch's padded tokens, without paying for the
+largest batch here.
 An evaluation measures its prefill and per-token decode seconds inside one generation call, and
 the base model answers the first evaluation batch in full, which also measures where its answers
 end. Only the first trained policy is evaluated: the SFT and the DPO policy are the same base

@@ -1,7 +1,8 @@
 """A model's 4-bit weights, quantised once and kept: bitsandbytes quantises every weight each time
-a model loads (1.75 s of the demo model's 2.1-s load on a 2-core CPU, and a run loads three
-times: an evaluation copy and a fresh copy per training stage), while the kept NF4 weights load
-in 0.3 s and are the same tensors, bit for bit.
+a model loads, and a run loads three times (an evaluation copy and a fresh copy per training
+stage). A second load of the demo model in a process takes 3.16 s quantising and 0.42 s from the
+kept copy on a 2-core CPU (`bench/models_eval.py --kept-copy-only`); the weights are the same
+tensors, bit for bit.
 
 The copy lives in `models_dir()/nf4/<digest>`, keyed by the source model's fingerprint (its
 config, tokenizer and safetensors headers and sizes) and each weight file's modification time and
