@@ -67,18 +67,25 @@ def _same_model(a, b) -> bool:
     return same_logits and all(x == y and torch.equal(p, q) for (x, p), (y, q) in pairs)
 
 
-def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_spec, monkeypatch):
+@pytest.fixture
+def quantised(monkeypatch) -> list:
+    """One entry per weight bitsandbytes quantises from here on."""
     import bitsandbytes
 
+    calls = []
+    original = bitsandbytes.functional.quantize_4bit
+    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    return calls
+
+
+def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_spec, quantised):
     first, _ = load_model(tiny_spec, quant="auto", device="cpu")
     (kept,) = (home / "models" / "nf4").iterdir()
     assert sorted(p.name for p in kept.iterdir()) == ["config.json", "generation_config.json", "model.safetensors",
                                                       "source.json"]
-
-    quantised = []
-    original = bitsandbytes.functional.quantize_4bit
-    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit",
-                        lambda *args, **kwargs: quantised.append(1) or original(*args, **kwargs))
+    assert len(quantised) == 14  # the first load quantised every weight once
+    quantised.clear()
     second, _ = load_model(tiny_spec, quant="auto", device="cpu")
     assert count_linear4bit(second) == 14 and _same_model(first, second)
     assert quantised == []
@@ -87,14 +94,8 @@ def test_4bit_weights_are_kept_and_the_next_load_quantises_nothing(home, tiny_sp
     assert len(quantised) == 14
 
 
-def test_keeping_can_be_turned_off_and_then_every_load_quantises(home, tiny_spec, monkeypatch):
-    import bitsandbytes
-
+def test_keeping_can_be_turned_off_and_then_every_load_quantises(home, tiny_spec, monkeypatch, quantised):
     monkeypatch.setenv("BUDGETTUI_KEEP_4BIT", "0")
-    quantised = []
-    original = bitsandbytes.functional.quantize_4bit
-    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit",
-                        lambda *args, **kwargs: quantised.append(1) or original(*args, **kwargs))
     models.quantise_once(tiny_spec, quant="auto", trust_remote_code=False, device="cpu")  # the calibration's
     first, _ = load_model(tiny_spec, quant="auto", device="cpu")
     second, _ = load_model(tiny_spec, quant="auto", device="cpu")
