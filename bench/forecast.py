@@ -33,6 +33,7 @@ PLANS = {
     "demo-b": ["--model", "demo", "--n-sft", "24", "--n-pft", "16", "--max-length", "384", "--batch-size", "2", *SMALL],
     "tiny-d": ["--model", "tiny", "--n-sft", "128", "--n-pft", "96"],
     "demo-c": ["--model", "demo", "--n-sft", "32", "--n-pft", "16", "--max-length", "256", *SMALL],
+    "demo-d": ["--model", "demo", "--n-sft", "64", "--n-pft", "32", "--max-length", "256", *SMALL],
 }
 # Plans forecast from another plan's calibration (same stages, another split): nothing recalibrates.
 CALIBRATED_BY = {"tiny-d": "tiny-a", "demo-c": "demo-a"}
