@@ -5,6 +5,7 @@ model, budget 1000, SFT 1, pairs 0.5) on 1 thread and on all cores, without runn
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py            # tiny and demo plans
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py --plans tiny-a,tiny-b,tiny-c --repeats 3
+    .venv/bin/python bench/forecast.py --plans demo-a,demo-d --threads ""   # every core, as the app runs
     .venv/bin/python bench/forecast.py --default-plan
 
 Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only) whose
@@ -71,17 +72,19 @@ def measured(home: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def bench_plan(name: str, args: list[str]) -> dict[str, tuple[float, float]]:
-    """One fresh-home forecast and run of the plan, printed; {stage: (time ratio, memory ratio)}."""
+def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tuple[float, float]]:
+    """One fresh-home forecast and run of the plan with OMP_NUM_THREADS=`threads` (None: unset),
+    printed; {stage: (time ratio, memory ratio)}."""
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{name}-") as tmp:
         home = Path(tmp)
         task = ["--task", "gsm8k_math", *args]
         if name in CALIBRATED_BY:
-            engine(home, "forecast", "--task", "gsm8k_math", *PLANS[CALIBRATED_BY[name]], "--json")
-        asked, done = engine(home, "forecast", *task, "--json", *(["--cached-only"] if name in CALIBRATED_BY else []))
+            engine(home, "forecast", "--task", "gsm8k_math", *PLANS[CALIBRATED_BY[name]], "--json", threads=threads)
+        asked, done = engine(home, "forecast", *task, "--json", *(["--cached-only"] if name in CALIBRATED_BY else []),
+                             threads=threads)
         forecast = json.loads(done.stdout)
         calibration = calibration_seconds(home)
-        run_wall, _ = engine(home, "run", *task, "--json")
+        run_wall, _ = engine(home, "run", *task, "--json", threads=threads)
         actual = measured(home)
     reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
     print(f"\n{name}: {' '.join(args)}  ({forecast['device']}, {forecast['threads']} thread(s){reused})")
@@ -135,16 +138,19 @@ def main() -> None:
     parser.add_argument("--plans", default=",".join(PLANS), help="comma-separated plan names")
     parser.add_argument("--repeats", type=int, default=1, help="forecast and run each plan this many times")
     parser.add_argument("--default-plan", action="store_true")
-    parser.add_argument("--threads", default="1,", help="comma-separated OMP_NUM_THREADS for --default-plan "
-                                                       "('' = unset: every core)")
+    parser.add_argument("--threads", help="comma-separated OMP_NUM_THREADS, each measured in turn ('' = unset: "
+                                          "every core); default 1 for plans, '1,' for --default-plan")
     args = parser.parse_args()
+    threads = args.threads if args.threads is not None else "1," if args.default_plan else "1"
+    thread_counts = [value or None for value in threads.split(",")]
     if args.default_plan:
-        default_plan([value or None for value in args.threads.split(",")])
+        default_plan(thread_counts)
         return
     for name in args.plans.split(","):
-        repeats = [bench_plan(name, PLANS[name]) for _ in range(args.repeats)]
-        if args.repeats > 1:
-            summary(name, repeats)
+        for count in thread_counts:
+            repeats = [bench_plan(name, PLANS[name], count) for _ in range(args.repeats)]
+            if args.repeats > 1:
+                summary(f"{name} (OMP_NUM_THREADS={count or 'unset'})", repeats)
 
 
 if __name__ == "__main__":
