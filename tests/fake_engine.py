@@ -151,18 +151,23 @@ FORECAST = {"device": "cpu", "threads": 2, "total_seconds": 754.0, "peak_memory_
             "gpu_hours": 754.0 / 3600, "money": None,
             "stages": {"base_eval": {"seconds": 60.0, "peak_memory_bytes": 2**30, "source": "calibration"},
                        "sft": {"seconds": 512.0, "peak_memory_bytes": 3 * 2**30, "source": "calibration"},
-                       "sft_eval": {"seconds": 182.0, "peak_memory_bytes": 2 * 2**30, "source": "calibration"}}}
+                       "sft_eval": {"seconds": 182.0, "peak_memory_bytes": 2 * 2**30, "source": "calibration"}},
+            "calibration": {"seconds": 28.0, "other_cores": 0.0, "cores": 2}}
+BUSY_CALIBRATION = {"seconds": 41.0, "other_cores": 1.5, "cores": 2}  # other work took 1.5 of 2 cores
 REFUSAL = ("the run needs about 3.00 GiB at its peak (SFT) but 1.00 GiB is available; "
            "use a smaller batch (--batch-size 1)")
 
 
 NO_CALIBRATION = "no calibration of this plan on this machine yet"
 CALIBRATED_FILE = "fake-calibrated"  # in the home: a forecast without --cached-only has calibrated
+RECALIBRATED_FILE = "fake-recalibrated"  # in the home: a forecast with --recalibrate has calibrated again
 
 
 def forecast(argv: list[str]) -> int:
-    """`forecast … --json [--cached-only]`: FORECAST once calibrated (a forecast without
-    --cached-only calibrates), else the engine's refusal; or REFUSAL with $FAKE_ENGINE_FORECAST=refuse."""
+    """`forecast … --json [--cached-only | --recalibrate]`: FORECAST once calibrated (a forecast
+    without --cached-only calibrates), else the engine's refusal; or REFUSAL with
+    $FAKE_ENGINE_FORECAST=refuse; with $FAKE_ENGINE_FORECAST=busy, FORECAST from a calibration
+    timed while other work took the cores, until --recalibrate makes a quiet one."""
     calibrated = home_dir() / CALIBRATED_FILE
     if "--cached-only" in argv and not calibrated.exists():
         print(f"engine: error: {NO_CALIBRATION}: `engine forecast` without --cached-only makes one", file=sys.stderr)
@@ -172,7 +177,10 @@ def forecast(argv: list[str]) -> int:
     if os.environ.get("FAKE_ENGINE_FORECAST") == "refuse":
         print(f"engine: error: {REFUSAL}", file=sys.stderr)
         return 2
-    print(json.dumps(FORECAST))
+    if "--recalibrate" in argv:
+        (home_dir() / RECALIBRATED_FILE).touch()
+    busy = os.environ.get("FAKE_ENGINE_FORECAST") == "busy" and not (home_dir() / RECALIBRATED_FILE).exists()
+    print(json.dumps(FORECAST | {"calibration": BUSY_CALIBRATION} if busy else FORECAST))
     return 0
 
 

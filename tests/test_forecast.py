@@ -2,10 +2,14 @@
 engine on the tiny model, calibrating this machine in a test's own home folder."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
-from engine.record.compute import checkpoints_saved, forecast_stages, shortfall, training_steps
+from engine.record.compute import calibration_note, checkpoints_saved, forecast_stages, shortfall, training_steps
 from runner import TINY, engine, events, json_out, of_type
 
 SMALL = ["--eval-size", "8", "--eval-max-new-tokens", "8", "--epochs", "1"]
@@ -21,7 +25,10 @@ def calibrated(tmp_path_factory):
 
 def test_the_forecast_has_every_stage_with_its_source(calibrated):
     _, figures = calibrated
-    assert set(figures) == {"device", "threads", "stages", "total_seconds", "peak_memory_bytes", "gpu_hours", "money"}
+    assert set(figures) == {"device", "threads", "stages", "total_seconds", "peak_memory_bytes", "gpu_hours", "money",
+                            "calibration"}
+    assert set(figures["calibration"]) == {"seconds", "other_cores", "cores"} and figures["calibration"]["seconds"] > 0
+    assert figures["calibration"]["other_cores"] >= 0 and figures["calibration"]["cores"] == len(os.sched_getaffinity(0))
     assert (figures["device"], figures["threads"]) == ("cpu", 1)
     assert list(figures["stages"]) == ["base_eval", "sft", "sft_eval", "dpo", "dpo_eval"]
     for stage, figure in figures["stages"].items():
@@ -62,6 +69,56 @@ def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_witho
     monkeypatch.setenv("BUDGETTUI_KEEP_4BIT", "0")
     without = engine(home, "forecast", *PLAN, "--json", "--cached-only")
     assert without.returncode == 2 and "no calibration of this plan on this machine yet" in without.stderr
+
+
+def test_recalibrate_replaces_the_cached_calibration(tmp_path):
+    plan = [*TINY, "--n-sft", "4", "--n-pft", "0", *SMALL]
+    json_out(engine(tmp_path, "forecast", *plan, "--json"))
+    (cache,) = (tmp_path / "calibration").glob("*.json")
+    stored = json.loads(cache.read_text())
+    made = stored["created"]
+    cache.write_text(json.dumps(stored | {"other_cores": 1.9, "cores": 2}))  # as if timed on a busy machine
+    said = engine(tmp_path, "forecast", *plan, "--cached-only")
+    assert said.returncode == 0 and ("calibrated while other work took 1.9 of this machine's 2 cores: these times may "
+                                     "be long — `engine forecast --recalibrate` when it is quieter") in " ".join(
+                                         said.stdout.split())  # the console wraps it at its width
+    again = json_out(engine(tmp_path, "forecast", *plan, "--json", "--recalibrate"))
+    assert [cache] == list((tmp_path / "calibration").glob("*.json")) and json.loads(cache.read_text())["created"] > made
+    assert json_out(engine(tmp_path, "forecast", *plan, "--json", "--cached-only")) == again
+    both = engine(tmp_path, "forecast", *plan, "--recalibrate", "--cached-only")
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "not allowed with" in both.stderr
+
+
+def test_other_work_counts_the_cores_other_processes_took_and_not_this_ones():
+    from engine.training import meter
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(meter.cores())]
+    try:
+        time.sleep(0.3)
+        with meter.other_work() as busy:
+            time.sleep(1.0)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    with meter.other_work() as own:
+        started = time.perf_counter()
+        while time.perf_counter() - started < 1.0:
+            pass
+    assert busy.cores > 0.5 * meter.cores() and own.cores < 0.5
+
+
+def test_a_calibration_timed_while_other_work_took_the_cores_is_flagged():
+    def figures(threads, other, cores=2):
+        return {"threads": threads, "calibration": {"seconds": 30.0, "other_cores": other, "cores": cores}}
+
+    note = calibration_note(figures(2, 1.5), again="`engine forecast --recalibrate`")
+    assert note == ("calibrated while other work took 1.5 of this machine's 2 cores: these times may be long — "
+                    "`engine forecast --recalibrate` when it is quieter")
+    assert calibration_note(figures(2, 0.3), "x") is None  # a little other work: noise
+    assert calibration_note(figures(1, 0.9), "x") is None  # one thread had a core to itself
+    assert calibration_note(figures(1, 1.2), "x") is not None
+    assert calibration_note(figures(2, None), "x") is None and calibration_note({"threads": 2}, "x") is None
 
 
 def test_a_second_forecast_reuses_the_cached_calibration(calibrated):

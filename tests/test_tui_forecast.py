@@ -4,7 +4,8 @@ Textual's pilot against the fake engine (which answers `forecast --json` as the 
 import asyncio
 
 from engine.record.compute import duration
-from fake_engine import ENGINE_CMD, FORECAST, NO_CALIBRATION, REFUSAL, screen_text, wait_shown, wait_until
+from fake_engine import (ENGINE_CMD, FORECAST, NO_CALIBRATION, RECALIBRATED_FILE, REFUSAL, screen_text, wait_shown,
+                         wait_until)
 from tui.app import BudgetApp
 from tui.components.forecast_panel import ForecastPanel
 from tui.inputs import PlanInputs
@@ -62,6 +63,36 @@ def test_a_refused_forecast_says_why_on_the_panel_and_the_confirmation(home, mon
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             assert app.screen.launch.forecast_problem == REFUSAL
+
+    asyncio.run(main())
+
+
+def test_a_calibration_timed_on_a_busy_machine_is_flagged_and_f5_makes_it_again(home, monkeypatch):
+    """Its steps ran slow, so every time forecast from them is long: the panel says so, and F5
+    (only then) asks the engine for a new calibration in place of the cached one."""
+    monkeypatch.setenv("FAKE_ENGINE_FORECAST", "busy")
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = await forecast_answered(pilot)
+            assert panel.figures["calibration"]["other_cores"] == 1.5
+            await wait_shown(pilot, app, "other work took 1.5 of this machine's 2 cores")
+            assert "F5 calibrates again" in screen_text(app) and not (home / RECALIBRATED_FILE).exists()
+            await pilot.press("ctrl+r")  # the launch confirmation says it too
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
+            await wait_shown(pilot, app, "other work took 1.5 of this machine's 2 cores")
+            assert "F5 on the plan screen calibrates again" in screen_text(app)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmLaunch), what="the plan screen")
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: panel.figures == FORECAST, what="the new calibration's forecast")
+            await pilot.pause()
+            assert (home / RECALIBRATED_FILE).exists() and "other work took" not in screen_text(app)
+            (home / RECALIBRATED_FILE).unlink()
+            await pilot.press("f5")  # a quiet calibration is kept
+            await pilot.pause(0.5)
+            assert panel.figures == FORECAST and not (home / RECALIBRATED_FILE).exists()
 
     asyncio.run(main())
 

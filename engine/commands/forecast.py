@@ -30,9 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("forecast", help="forecast a run's time, memory and cost per stage on this machine",
                             description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--cached-only", action="store_true",
-                        help="never calibrate: forecast from this machine's cached calibration of the plan, or say "
-                             "there is none (exit 2)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--cached-only", action="store_true",
+                      help="never calibrate: forecast from this machine's cached calibration of the plan, or say "
+                           "there is none (exit 2)")
+    when.add_argument("--recalibrate", action="store_true",
+                      help="calibrate this machine again and replace the cached calibration (one timed while "
+                           "other work took its cores forecasts long)")
     parser.add_argument("--config", metavar="FILE", help="TOML file with any of the settings below")
     add_forecast_flags(parser)
     add_settings(parser, FIELDS, SIZE_THE_RUN)
@@ -66,7 +70,8 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
         plan, _ = build_plan(resolved)
         quiet_libraries()
         result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price, memory_limit=args.memory_limit,
-                                      run_if_missing=not getattr(args, "cached_only", False))
+                                      run_if_missing=not getattr(args, "cached_only", False),
+                                      recalibrate=getattr(args, "recalibrate", False))
     if result is None:
         raise UserError("no calibration of this plan on this machine yet: `engine forecast` without --cached-only "
                         "makes one (a few timed steps of the model; minutes for a larger model on a CPU)")
@@ -88,7 +93,7 @@ def _show(result, plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from engine.record.compute import forecast_rows, threads_text
+    from engine.record.compute import calibration_note, forecast_rows, threads_text
 
     figures, config = result.as_dict(), plan.config
     table = Table(title=f"forecast · {config.task} · {config.model} · {config.n_sft} SFT, {config.n_pft} pairs · "
@@ -105,3 +110,6 @@ def _show(result, plan) -> None:
     money = "" if figures["money"] is None else f", {figures['money']:,.2f} at the hour price"
     console.print(f"{figures['gpu_hours']:.3f} {figures['device']}-hours{money}; calibration took "
                   f"{result.calibration_seconds:.1f} s (cached)", highlight=False)
+    note = calibration_note(figures, again="`engine forecast --recalibrate`")
+    if note:
+        console.print(note, style="yellow", highlight=False)

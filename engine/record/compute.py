@@ -151,14 +151,33 @@ def stage_figure(seconds: float, peak_memory_bytes: float, source: str) -> dict:
     return {"seconds": round(float(seconds), 3), "peak_memory_bytes": int(peak_memory_bytes), "source": source}
 
 
-def forecast_totals(device: str, threads: int, stages: dict[str, dict], gpu_hour_price: float | None) -> dict:
+def forecast_totals(device: str, threads: int, stages: dict[str, dict], gpu_hour_price: float | None,
+                    calibration: dict) -> dict:
     """The forecast as `engine forecast --json` prints it. `gpu_hours` are hours of the device the
-    run trains on (on a CPU: this machine's hours); `money` is them at the hour price, or None."""
+    run trains on (on a CPU: this machine's hours); `money` is them at the hour price, or None;
+    `calibration`: its seconds, and the cores other work took while it was timed (`other_cores`,
+    None where that cannot be read) of the machine's `cores`."""
     total = sum(stage["seconds"] for stage in stages.values())
     hours = total / SECONDS_PER_HOUR
     return {"device": device, "threads": threads, "stages": stages, "total_seconds": round(total, 3),
             "peak_memory_bytes": max((stage["peak_memory_bytes"] for stage in stages.values()), default=0),
-            "gpu_hours": hours, "money": None if gpu_hour_price is None else hours * gpu_hour_price}
+            "gpu_hours": hours, "money": None if gpu_hour_price is None else hours * gpu_hour_price,
+            "calibration": calibration}
+
+
+BUSY_CORES = 0.5  # other work, in cores on average, that makes a calibration's timings suspect
+
+
+def calibration_note(figures: dict, again: str) -> str | None:
+    """A line when the calibration was timed while other work took cores its threads needed (its
+    steps then ran slow, and everything forecast from them is long), saying `again` — how to
+    calibrate anew on this surface; else None."""
+    made = figures.get("calibration") or {}
+    other, cores = made.get("other_cores"), made.get("cores")
+    if other is None or cores is None or other < BUSY_CORES or figures["threads"] + other <= cores:
+        return None
+    return (f"calibrated while other work took {other:.1f} of this machine's {cores} cores: these times may be "
+            f"long — {again} when it is quieter")
 
 
 def history_factor(pairs: list[tuple[float, float]]) -> float | None:

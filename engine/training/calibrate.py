@@ -89,10 +89,11 @@ def cached(key: dict) -> dict | None:
     return data if isinstance(data, dict) and data.get("key") == key else None
 
 
-def _store(key: dict, stages: dict, seconds: float) -> dict:
+def _store(key: dict, stages: dict, seconds: float, other_cores: float | None) -> dict:
     from engine.training.checkpoints import write_json_atomic
 
-    data = {"key": key, "stages": stages, "calibration_seconds": seconds, "created": time.time()}
+    data = {"key": key, "stages": stages, "calibration_seconds": seconds, "created": time.time(),
+            "other_cores": other_cores, "cores": meter.cores()}
     cache_dir().mkdir(parents=True, exist_ok=True)
     write_json_atomic(_path(key), data)
     return data
@@ -111,11 +112,11 @@ def calibrate(plan, key: dict, lengths: dict[str, list[int | None]], tokenise_se
     quantise_once(plan.spec, quant=config.quant, trust_remote_code=config.trust_remote_code,
                   device=distributed.device())
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="budgettui-calibration-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="budgettui-calibration-") as tmp, meter.other_work() as others:
         stages = _Walk(plan, Path(tmp), lengths).run()
     for stage, seconds in tokenise_seconds.items():
         stages[stage]["tokenise_seconds_per_example"] = seconds
-    return _store(key, stages, time.perf_counter() - start)
+    return _store(key, stages, time.perf_counter() - start, others.cores)
 
 
 class _StepTimer:

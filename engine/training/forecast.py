@@ -70,12 +70,12 @@ class Examples(NamedTuple):
 
 
 def calibration(plan, examples: dict[str, Examples], *, run_if_missing: bool = True,
-                memory_limit: int | None = None) -> dict | None:
-    """The cached calibration for this plan on this machine, made now when missing (or None). A
-    calibration loads the model, so a model whose weights alone exceed the memory limit is
-    refused first."""
+                memory_limit: int | None = None, again: bool = False) -> dict | None:
+    """The cached calibration for this plan on this machine, made now when missing or when asked
+    `again` (or None). A calibration loads the model, so a model whose weights alone exceed the
+    memory limit is refused first."""
     key = calibrate.cache_key(plan.config, str(plan.spec.path), _shapes(plan))
-    found = calibrate.cached(key)
+    found = None if again else calibrate.cached(key)
     if found is None and run_if_missing:
         refuse_unloadable(plan, memory_limit)
         found = calibrate.calibrate(plan, key, {stage: data.lengths for stage, data in examples.items()},
@@ -145,7 +145,10 @@ class Forecast:
                 memory *= factors.get("memory", 1.0)
                 source += f" × history ({factors['runs']} finished run{'s' * (factors['runs'] != 1)})"
             stages[stage] = compute.stage_figure(seconds, memory, source)
-        self.figures = compute.forecast_totals(meter.device(), meter.threads(), stages, gpu_hour_price)
+        self.figures = compute.forecast_totals(meter.device(), meter.threads(), stages, gpu_hour_price, {
+            "seconds": round(self.calibration_seconds, 1),
+            "other_cores": None if measured.get("other_cores") is None else round(measured["other_cores"], 2),
+            "cores": measured.get("cores")})
 
     def as_dict(self) -> dict:
         return self.figures
@@ -177,12 +180,13 @@ def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
 
 
 def forecast(plan, *, gpu_hour_price: float | None = None, run_if_missing: bool = True,
-             memory_limit: int | None = None) -> Forecast | None:
+             memory_limit: int | None = None, recalibrate: bool = False) -> Forecast | None:
     """The plan's forecast on this machine; None only when no calibration is cached and
-    `run_if_missing` is off."""
+    `run_if_missing` is off. `recalibrate`: a new calibration replaces the cached one."""
     threads = use_threads(plan.config)
     examples = _examples(plan)  # first: it refuses a plan whose prompts fill max_length before anything loads
-    measured = calibration(plan, examples, run_if_missing=run_if_missing, memory_limit=memory_limit)
+    measured = calibration(plan, examples, run_if_missing=run_if_missing, memory_limit=memory_limit,
+                           again=recalibrate)
     if measured is None:
         return None
     return Forecast(plan, measured, examples, _history(plan.config.model, threads), gpu_hour_price)

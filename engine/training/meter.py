@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+STATUS, CLEAR_REFS, STAT = Path("/proc/self/status"), Path("/proc/self/clear_refs"), Path("/proc/stat")
 
 
 def _status_bytes(key: str) -> int | None:
@@ -81,6 +81,48 @@ def threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def _busy_seconds() -> float | None:
+    """CPU seconds every core of this machine has been busy since boot, from /proc/stat (user,
+    nice, system, irq, softirq and steal: a virtual machine's host taking its cores counts);
+    None where there is no /proc/stat."""
+    try:
+        ticks = [int(n) for n in STAT.read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass
+class OtherWork:
+    cores: float | None = None  # None where the machine's busy time cannot be read
+
+
+@contextmanager
+def other_work():
+    """How many cores, on average over the block, went to anything but this process (other
+    processes, the host of a virtual machine): a calibration timed while they competed for the
+    cores forecasts long."""
+    result, wall, busy, own = OtherWork(), time.perf_counter(), _busy_seconds(), _own_seconds()
+    try:
+        yield result
+    finally:
+        now = _busy_seconds()
+        if busy is not None and now is not None:
+            elapsed = max(time.perf_counter() - wall, 1e-9)
+            result.cores = max(0.0, (now - busy) - (_own_seconds() - own)) / elapsed
 
 
 @dataclass

@@ -12,13 +12,16 @@ import json
 import subprocess
 from dataclasses import dataclass
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.record.compute import duration, forecast_rows, gib, threads_text
+from engine.record.compute import calibration_note, duration, forecast_rows, gib, threads_text
+
+AGAIN = "F5 calibrates again"
 
 
 @dataclass
@@ -80,9 +83,13 @@ class ForecastPanel(Static):
                  gpu_hour_price: float | None, *, calibrate: bool = False) -> None:
         """Ask for the plan's forecast. Without `calibrate` only a cached calibration is used, so
         typing in the form never starts minutes of model steps behind the user's back; with it
-        (the user asked: ctrl+f) the engine calibrates this machine first when it must."""
+        (the user asked: F5) the engine calibrates this machine first when it must — and again,
+        replacing the cached one, when the forecast shown says its calibration was timed while
+        other work took the cores."""
         request = (task, model, n_sft, n_pft, gpu_hour_price)
-        if request == self.request and not (calibrate and self.figures is None):
+        again = calibrate and request == self.request and self.figures is not None \
+            and calibration_note(self.figures, AGAIN) is not None
+        if request == self.request and not (calibrate and self.figures is None) and not again:
             return
         self.request, self.figures, self.problem = request, None, ""
         self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine"
@@ -90,7 +97,7 @@ class ForecastPanel(Static):
                             else "…"), style="dim"))
         argv = [*prefix, "forecast", "--task", task, "--model", model, "--n-sft", str(n_sft), "--n-pft", str(n_pft),
                 "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else []),
-                *([] if calibrate else ["--cached-only"])]
+                *(["--recalibrate"] if again else [] if calibrate else ["--cached-only"])]
         self.call_after_refresh(self._ask, request, argv)  # after the recommendation is on screen
 
     @work(thread=True, group="forecast")
@@ -122,7 +129,9 @@ class ForecastPanel(Static):
     def _ready(self, message: ForecastReady) -> None:
         if message.request == self.request:
             self.figures = message.figures
-            self.update(forecast_table(message.figures))
+            note = calibration_note(message.figures, AGAIN)
+            table = forecast_table(message.figures)
+            self.update(Group(table, Text(note, style="yellow")) if note else table)
 
     @on(ForecastFailed)
     def _failed(self, message: ForecastFailed) -> None:

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from engine.record.compute import calibration_note
 from tui.components.forecast_panel import summary_line
 from tui.components.recommendation_table import forecast_text
 from tui.launch import Launch
@@ -31,6 +32,9 @@ def launch_summary(launch: Launch) -> Table:
         table.add_row("GPU time", forecast_text(launch.forecast))
     table.add_row("forecast", summary_line(launch.run_forecast) if launch.run_forecast else
                   Text(launch.forecast_problem or "not forecast yet (see the plan screen)", style="yellow"))
+    note = launch.run_forecast and calibration_note(launch.run_forecast, "F5 on the plan screen calibrates again")
+    if note:
+        table.add_row("", Text(note, style="yellow"))
     table.add_row("predicted score", f"{mean:.3f}  ({lo:.3f}–{hi:.3f}, 80% interval)")
     table.add_row("other settings", "the engine's defaults (`engine run --help`), plus any flags in the command")
     return table
