@@ -92,8 +92,10 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
         print(f"  no calibration of its own (the borrowed one took {calibration:.1f} s): `engine forecast` "
               f"{asked:.1f} s; run {run_wall:.1f} s wall")
     else:
+        other = forecast["calibration"]["other_cores"]
         print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s "
-              "wall time")
+              f"wall time; other work took {other if other is not None else '?'} of {forecast['calibration']['cores']} "
+              "cores while it was timed")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}

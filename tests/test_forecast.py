@@ -71,7 +71,11 @@ def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_witho
     assert without.returncode == 2 and "no calibration of this plan on this machine yet" in without.stderr
 
 
-def test_recalibrate_replaces_the_cached_calibration(tmp_path):
+def test_a_calibration_timed_on_a_busy_machine_is_flagged_kept_out_of_history_and_replaced(tmp_path):
+    """Its forecast is long by the cores other work took: the engine says so, a run launched on it
+    records no forecast for `× history` to learn from, and --recalibrate makes a new one."""
+    from engine.record.store import RunStore
+
     plan = [*TINY, "--n-sft", "4", "--n-pft", "0", *SMALL]
     json_out(engine(tmp_path, "forecast", *plan, "--json"))
     (cache,) = (tmp_path / "calibration").glob("*.json")
@@ -82,9 +86,13 @@ def test_recalibrate_replaces_the_cached_calibration(tmp_path):
     assert said.returncode == 0 and ("calibrated while other work took 1.9 of this machine's 2 cores: these times may "
                                      "be long — `engine forecast --recalibrate` when it is quieter") in " ".join(
                                          said.stdout.split())  # the console wraps it at its width
+    outcome = json_out(engine(tmp_path, "run", *plan, "--json"))
+    names = {row["name"] for row in RunStore(tmp_path / "runs.sqlite").metrics(outcome["run_id"])}
+    assert "stage_seconds" in names and "forecast_seconds" not in names
     again = json_out(engine(tmp_path, "forecast", *plan, "--json", "--recalibrate"))
     assert [cache] == list((tmp_path / "calibration").glob("*.json")) and json.loads(cache.read_text())["created"] > made
     assert json_out(engine(tmp_path, "forecast", *plan, "--json", "--cached-only")) == again
+    assert not any("history" in figure["source"] for figure in again["stages"].values())
     both = engine(tmp_path, "forecast", *plan, "--recalibrate", "--cached-only")
     assert both.returncode == 2 and both.stderr.count("\n") == 1 and "not allowed with" in both.stderr
 

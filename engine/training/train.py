@@ -210,9 +210,10 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
         checkpoints.write_json_atomic(inside(folder, fingerprint.FINGERPRINT_FILE), prints)
         run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock=lock)
         figures = forecast.as_dict() if forecast else None
-        for stage, figure in (figures or {}).get("stages", {}).items():  # what the measured stages are held to
-            store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
-            store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
+        if figures and compute.calibration_note(figures, again="") is None:  # what measured stages are held to (`×
+            for stage, figure in figures["stages"].items():  # history`); not a forecast known to run long
+                store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
+                store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
         run.events.emit("run_started", config=config.to_dict(), pid=os.getpid(), model_path=str(spec.path),
                         params_b=spec.params_b, advice=advice, threads=config.threads, device=meter.device(),
                         forecast=figures, fingerprint=prints)
