@@ -3,6 +3,7 @@ engine on the tiny model, calibrating this machine in a test's own home folder."
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,11 +74,14 @@ def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_witho
 
 def test_a_calibration_timed_on_a_busy_machine_is_flagged_kept_out_of_history_and_replaced(tmp_path):
     """Its forecast is long by the cores other work took: the engine says so, a run launched on it
-    records no forecast for `× history` to learn from, and --recalibrate makes a new one."""
+    records no forecast for `× history` to learn from (and, made while the cores are busy, says
+    which stages other work slowed), and --recalibrate makes a new one."""
     from engine.record.store import RunStore
+    from engine.training import meter
 
     plan = [*TINY, "--n-sft", "4", "--n-pft", "0", *SMALL]
-    json_out(engine(tmp_path, "forecast", *plan, "--json"))
+    first = engine(tmp_path, "forecast", *plan)
+    assert first.returncode == 0 and re.search(r"calibration took \d+\.\d s, just now", first.stdout)
     (cache,) = (tmp_path / "calibration").glob("*.json")
     stored = json.loads(cache.read_text())
     made = stored["created"]
@@ -86,9 +90,20 @@ def test_a_calibration_timed_on_a_busy_machine_is_flagged_kept_out_of_history_an
     assert said.returncode == 0 and ("calibrated while other work took 1.9 of this machine's 2 cores: these times may "
                                      "be long — `engine forecast --recalibrate` when it is quieter") in " ".join(
                                          said.stdout.split())  # the console wraps it at its width
-    outcome = json_out(engine(tmp_path, "run", *plan, "--json"))
-    names = {row["name"] for row in RunStore(tmp_path / "runs.sqlite").metrics(outcome["run_id"])}
+    assert time.strftime("cached from %Y-%m-%d %H:%M", time.localtime(made)) in said.stdout
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(meter.cores() + 1)]
+    try:
+        outcome = json_out(engine(tmp_path, "run", *plan, "--json"))
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    rows = RunStore(tmp_path / "runs.sqlite").metrics(outcome["run_id"])
+    names = {row["name"] for row in rows}
     assert "stage_seconds" in names and "forecast_seconds" not in names
+    slowed = {row["stage"] for row in rows if row["name"] == "other_cores" and row["value"] > 1}
+    warned = " ".join(e["message"] for e in of_type(events(tmp_path, outcome["run_id"]), "warning"))
+    assert "sft" in slowed and "sft ran while other work took" in warned  # its one thread had no core of its own
     again = json_out(engine(tmp_path, "forecast", *plan, "--json", "--recalibrate"))
     assert [cache] == list((tmp_path / "calibration").glob("*.json")) and json.loads(cache.read_text())["created"] > made
     assert json_out(engine(tmp_path, "forecast", *plan, "--json", "--cached-only")) == again
@@ -208,6 +223,7 @@ def test_a_run_records_each_stage_and_the_next_forecast_learns_from_it(calibrate
         named = {row["name"]: row["value"] for row in rows if row["stage"] == stage}
         assert named["stage_seconds"] > 0 and named["peak_memory_bytes"] > 50 * 2**20
         assert named["forecast_seconds"] == figures["stages"][stage]["seconds"]
+        assert 0 <= named["other_cores"] <= 2 * os.cpu_count()  # the cores other work took while it ran
     refined = json_out(engine(home, "forecast", *PLAN, "--json"))
     for stage, figure in refined["stages"].items():
         assert figure["source"].endswith("× history (1 finished run)")
@@ -366,5 +382,24 @@ def test_the_store_gives_each_stages_measurement_and_forecast_of_finished_runs(t
         store.finish_run(run_id, status=status, score=None, metric=None, results={})
     assert store.stage_measurements("tiny", 2) == [
         {"run_id": "done", "stage": "sft", "stage_seconds": 12.5, "peak_memory_bytes": 2**30,
-         "forecast_seconds": 10.0, "forecast_peak_memory_bytes": 0.0}]
+         "forecast_seconds": 10.0, "forecast_peak_memory_bytes": 0.0, "other_cores": None}]
     assert store.stage_measurements("tiny", 1) == [] and store.stage_measurements("demo", 2) == []
+
+
+def test_history_leaves_out_a_stage_that_ran_while_other_work_took_its_cores(tmp_path, monkeypatch):
+    """A run slowed by other work is not this machine's bias: `× history` learns from the quiet run only."""
+    from engine.record.store import RunStore
+    from engine.training import meter
+    from engine.training.forecast import _history
+
+    monkeypatch.setenv("BUDGETTUI_HOME", str(tmp_path))
+    store = RunStore()
+    for run_id, measured, other in (("quiet", 12.0, 0.02), ("busy", 40.0, float(meter.cores())), ("old", 13.0, None)):
+        store.create_run(run_id, task="gsm8k_math", model="tiny", params_b=None, n_sft=8, n_pft=0,
+                         config={"threads": 2}, run_dir=str(tmp_path / run_id), pid=1)
+        for name, value in (("forecast_seconds", 10.0), ("stage_seconds", measured), ("peak_memory_bytes", 2**30),
+                            ("forecast_peak_memory_bytes", 2**30), ("other_cores", other)):
+            if value is not None:  # a run recorded before other work was: no row
+                store.add_metric(run_id, "sft", name, value)
+        store.finish_run(run_id, status="finished", score=None, metric=None, results={})
+    assert _history("tiny", 2) == {"sft": {"seconds": pytest.approx(1.25), "memory": 1.0, "runs": 2}}

@@ -56,6 +56,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
     libraries' warnings during the calibration are the run's business, not the forecast's."""
     import logging
     import signal
+    import time
     import warnings
 
     from engine.record.errors import UserError
@@ -69,6 +70,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")
         plan, _ = build_plan(resolved)
         quiet_libraries()
+        started = time.time()
         result = forecasting.forecast(plan, gpu_hour_price=args.gpu_hour_price, memory_limit=args.memory_limit,
                                       run_if_missing=not getattr(args, "cached_only", False),
                                       recalibrate=getattr(args, "recalibrate", False))
@@ -81,7 +83,7 @@ def show_forecast(resolved, args: argparse.Namespace) -> int:
 
         print(json.dumps(result.as_dict()))
     else:
-        _show(result, plan)
+        _show(result, plan, made_now=result.calibrated_at >= started)
     return 0
 
 
@@ -89,7 +91,9 @@ def _interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
-def _show(result, plan) -> None:
+def _show(result, plan, *, made_now: bool) -> None:
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
@@ -108,8 +112,9 @@ def _show(result, plan) -> None:
     console = Console(markup=False)  # the task and model are the user's words
     console.print(table)
     money = "" if figures["money"] is None else f", {figures['money']:,.2f} at the hour price"
+    made = "just now" if made_now else time.strftime("cached from %Y-%m-%d %H:%M", time.localtime(result.calibrated_at))
     console.print(f"{figures['gpu_hours']:.3f} {figures['device']}-hours{money}; calibration took "
-                  f"{result.calibration_seconds:.1f} s (cached)", highlight=False)
+                  f"{result.calibration_seconds:.1f} s, {made}", highlight=False)
     note = calibration_note(figures, again="`engine forecast --recalibrate`")
     if note:
         console.print(note, style="yellow", highlight=False)

@@ -168,16 +168,29 @@ def forecast_totals(device: str, threads: int, stages: dict[str, dict], gpu_hour
 BUSY_CORES = 0.5  # other work, in cores on average, that makes a calibration's timings suspect
 
 
-def calibration_note(figures: dict, again: str) -> str | None:
-    """A line when the calibration was timed while other work took cores its threads needed (its
-    steps then ran slow, and everything forecast from them is long), saying `again` — how to
-    calibrate anew on this surface; else None."""
+def threads_short(other_cores: float | None, threads: int, cores: int | None) -> bool:
+    """Whether other work, `other_cores` on average, took cores that `threads` needed: what was timed
+    then ran slow. Unknown (None) counts as quiet."""
+    if other_cores is None or cores is None:
+        return False
+    return other_cores >= BUSY_CORES and threads + other_cores > cores
+
+
+def calibration_busy(figures: dict) -> bool:
+    """Whether the forecast's calibration was timed while other work took its threads' cores."""
     made = figures.get("calibration") or {}
-    other, cores = made.get("other_cores"), made.get("cores")
-    if other is None or cores is None or other < BUSY_CORES or figures["threads"] + other <= cores:
+    return threads_short(made.get("other_cores"), figures["threads"], made.get("cores"))
+
+
+def calibration_note(figures: dict, again: str) -> str | None:
+    """A line when the calibration was timed on a busy machine (`calibration_busy`: its steps ran
+    slow, and everything forecast from them is long), saying `again` — how to calibrate anew on
+    this surface; else None."""
+    if not calibration_busy(figures):
         return None
-    return (f"calibrated while other work took {other:.1f} of this machine's {cores} cores: these times may be "
-            f"long — {again} when it is quieter")
+    made = figures["calibration"]
+    return (f"calibrated while other work took {made['other_cores']:.1f} of this machine's {made['cores']} cores: "
+            f"these times may be long — {again} when it is quieter")
 
 
 def history_factor(pairs: list[tuple[float, float]]) -> float | None:

@@ -452,11 +452,12 @@ class RunStore:
 
     def stage_measurements(self, model: str, threads: int) -> list[dict]:
         """Per (finished run of `model` on this host with `threads` CPU threads, stage): its measured
-        stage_seconds and peak_memory_bytes and the forecast_* figures it was launched with (0 when
-        it had none)."""
+        stage_seconds and peak_memory_bytes, the forecast_* figures it was launched with (0 when
+        it had none) and the cores other work took while it ran (None when not recorded)."""
         from advisor.records import model_key
 
-        names = ("stage_seconds", "peak_memory_bytes", "forecast_seconds", "forecast_peak_memory_bytes")
+        names = ("stage_seconds", "peak_memory_bytes", "forecast_seconds", "forecast_peak_memory_bytes",
+                 "other_cores")
         with self._read() as db:
             if db is None:
                 return []
@@ -471,6 +472,6 @@ class RunStore:
                 continue
             if model_key(run["model"]) == model_key(model) and (run["config"] or {}).get("threads") == threads:
                 entry = found.setdefault((row["run_id"], row["stage"]), {"run_id": row["run_id"], "stage": row["stage"],
-                                                                          **dict.fromkeys(names, 0.0)})
+                                                                          **dict.fromkeys(names, 0.0), "other_cores": None})
                 entry[row["name"]] = row["value"] or 0.0
         return list(found.values())

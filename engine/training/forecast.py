@@ -100,7 +100,7 @@ class Forecast:
     def __init__(self, plan, measured: dict, examples: dict[str, Examples], history: dict[str, dict[str, float]],
                  gpu_hour_price: float | None):
         config = self.config = plan.config
-        self.calibration_seconds = measured["calibration_seconds"]
+        self.calibration_seconds, self.calibrated_at = measured["calibration_seconds"], measured["created"]
         stages, self.fixed, self.longest = {}, {}, {}
         kv = _kv_bytes_per_token(plan.spec.path)
         n_eval_batches = math.ceil(len(plan.splits.eval) / config.eval_batch_size)
@@ -161,7 +161,8 @@ class Forecast:
 
 def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
     """{stage: {"seconds", "memory", "runs"}}: measured ÷ forecast medians over finished runs of
-    the model on this machine with as many threads."""
+    the model on this machine with as many threads — but not over stages that ran while other work
+    took the cores their threads needed (slow for a reason that is not this machine's)."""
     from engine.record import home
     from engine.record.store import RunStore
 
@@ -170,7 +171,8 @@ def _history(model: str, threads: int) -> dict[str, dict[str, float]]:
     rows = RunStore().stage_measurements(model, threads)
     history = {}
     for stage in compute.FORECAST_STAGES:
-        mine = [row for row in rows if row["stage"] == stage]
+        mine = [row for row in rows if row["stage"] == stage
+                and not compute.threads_short(row["other_cores"], threads, meter.cores())]
         seconds = compute.history_factor([(r["stage_seconds"], r["forecast_seconds"]) for r in mine])
         memory = compute.history_factor([(r["peak_memory_bytes"], r["forecast_peak_memory_bytes"]) for r in mine])
         runs = sum(1 for r in mine if r["forecast_seconds"])

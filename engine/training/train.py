@@ -210,7 +210,7 @@ def _create(config: RunConfig, run_id: str | None, memory_limit: int | None, eve
         checkpoints.write_json_atomic(inside(folder, fingerprint.FINGERPRINT_FILE), prints)
         run = LiveRun(run_id, folder, plan, store, events_stdout, Report(human), logs, lock=lock)
         figures = forecast.as_dict() if forecast else None
-        if figures and compute.calibration_note(figures, again="") is None:  # what measured stages are held to (`×
+        if figures and not compute.calibration_busy(figures):  # what measured stages are held to (`×
             for stage, figure in figures["stages"].items():  # history`); not a forecast known to run long
                 store.add_metric(run_id, stage, "forecast_seconds", figure["seconds"])
                 store.add_metric(run_id, stage, "forecast_peak_memory_bytes", figure["peak_memory_bytes"])
@@ -451,14 +451,21 @@ class LiveRun:
 
     @contextlib.contextmanager
     def _measured(self, stage: str):
-        """Records the stage's wall seconds and peak memory in the store (what forecasts learn from)."""
+        """Records the stage's wall seconds, peak memory and the cores other work took meanwhile in
+        the store (what forecasts learn from: `× history` leaves out a stage slowed by other work)."""
         from engine.training import meter
 
-        with meter.measure() as used:
+        with meter.measure() as used, meter.other_work() as others:
             yield
         if self.measured and self.main:
             self.store.add_metric(self.run_id, stage, "stage_seconds", used.seconds)
             self.store.add_metric(self.run_id, stage, "peak_memory_bytes", used.peak_memory_bytes)
+            other = others.cores if distributed.world_size() == 1 else None  # other ranks are this run's work
+            if other is not None:
+                self.store.add_metric(self.run_id, stage, "other_cores", other)
+            if compute.threads_short(other, meter.threads(), meter.cores()):
+                self.warn(f"{stage} ran while other work took {others.cores:.1f} of this machine's {meter.cores()} "
+                          f"cores: it took longer than this machine needs, and forecasts will not learn from it")
 
     def _train(self, stage: str, models: BaseModels):
         """One stage: build its trainer, continue from its last complete checkpoint, save the adapter."""

@@ -19,7 +19,7 @@ from textual import on, work
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.record.compute import calibration_note, duration, forecast_rows, gib, threads_text
+from engine.record.compute import calibration_busy, calibration_note, duration, forecast_rows, gib, threads_text
 
 AGAIN = "F5 calibrates again"
 
@@ -88,7 +88,7 @@ class ForecastPanel(Static):
         other work took the cores."""
         request = (task, model, n_sft, n_pft, gpu_hour_price)
         again = calibrate and request == self.request and self.figures is not None \
-            and calibration_note(self.figures, AGAIN) is not None
+            and calibration_busy(self.figures)
         if request == self.request and not (calibrate and self.figures is None) and not again:
             return
         self.request, self.figures, self.problem = request, None, ""
