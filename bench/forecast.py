@@ -63,6 +63,12 @@ def calibration_seconds(home: Path) -> float:
     return sum(json.loads(p.read_text())["calibration_seconds"] for p in (home / "calibration").glob("*.json"))
 
 
+def calibration_steps(home: Path) -> dict[str, list]:
+    """{training stage: [[seconds, padded tokens] of each calibration step]}."""
+    return {stage: figures["calibration_steps"] for path in (home / "calibration").glob("*.json")
+            for stage, figures in json.loads(path.read_text())["stages"].items() if "calibration_steps" in figures}
+
+
 def measured(home: Path) -> dict[str, dict[str, float]]:
     db = sqlite3.connect(home / "runs.sqlite")
     rows = db.execute("SELECT stage, name, value FROM metrics WHERE name IN ('stage_seconds', 'peak_memory_bytes')")
@@ -84,6 +90,7 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
                              threads=threads)
         forecast = json.loads(done.stdout)
         calibration = calibration_seconds(home)
+        steps = calibration_steps(home)
         run_wall, _ = engine(home, "run", *task, "--json", threads=threads)
         actual = measured(home)
     reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
@@ -96,6 +103,8 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
         print(f"  calibration {calibration:.1f} s = {calibration / run_wall:.0%} of the run's {run_wall:.1f} s "
               f"wall time; other work took {other if other is not None else '?'} of {forecast['calibration']['cores']} "
               "cores while it was timed")
+        print("  its steps, [seconds, padded tokens]: "
+              + "; ".join(f"{stage} {[[round(t, 2), n] for t, n in figures]}" for stage, figures in steps.items()))
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}
