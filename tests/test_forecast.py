@@ -131,6 +131,31 @@ def test_other_work_counts_the_cores_other_processes_took_and_not_this_ones():
     assert busy.cores > 0.5 * meter.cores() and own.cores < 0.5
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores this process may use")
+def test_other_work_leaves_out_cores_this_process_may_not_run_on():
+    from engine.training import meter
+
+    allowed = os.sched_getaffinity(0)
+    ours, theirs = sorted(allowed)[:2]
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(burner.pid, {theirs})
+        os.sched_setaffinity(0, {ours})
+        time.sleep(0.3)
+        with meter.other_work() as elsewhere:
+            time.sleep(1.0)
+        os.sched_setaffinity(burner.pid, {ours})
+        time.sleep(0.3)
+        with meter.other_work() as here:
+            time.sleep(1.0)
+    finally:
+        os.sched_setaffinity(0, allowed)
+        burner.kill()
+        burner.wait()
+    assert elsewhere.cores < 0.3 and here.cores > 0.7
+
+
 def test_a_calibration_timed_while_other_work_took_the_cores_is_flagged():
     def figures(threads, other, cores=2):
         return {"threads": threads, "calibration": {"seconds": 30.0, "other_cores": other, "cores": cores}}

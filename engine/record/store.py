@@ -456,8 +456,9 @@ class RunStore:
         it had none) and the cores other work took while it ran (None when not recorded)."""
         from advisor.records import model_key
 
-        names = ("stage_seconds", "peak_memory_bytes", "forecast_seconds", "forecast_peak_memory_bytes",
-                 "other_cores")
+        blank = {"stage_seconds": 0.0, "peak_memory_bytes": 0.0, "forecast_seconds": 0.0,
+                 "forecast_peak_memory_bytes": 0.0, "other_cores": None}
+        names = tuple(blank)
         with self._read() as db:
             if db is None:
                 return []
@@ -471,7 +472,7 @@ class RunStore:
             if run is None or not isinstance(row["value"], (int, float)):
                 continue
             if model_key(run["model"]) == model_key(model) and (run["config"] or {}).get("threads") == threads:
-                entry = found.setdefault((row["run_id"], row["stage"]), {"run_id": row["run_id"], "stage": row["stage"],
-                                                                          **dict.fromkeys(names, 0.0), "other_cores": None})
+                entry = found.setdefault((row["run_id"], row["stage"]),
+                                         {"run_id": row["run_id"], "stage": row["stage"], **blank})
                 entry[row["name"]] = row["value"] or 0.0
         return list(found.values())

@@ -84,14 +84,18 @@ def threads() -> int:
 
 
 def _busy_seconds() -> float | None:
-    """CPU seconds every core of this machine has been busy since boot, from /proc/stat (user,
-    nice, system, irq, softirq and steal: a virtual machine's host taking its cores counts);
-    None where there is no /proc/stat."""
+    """CPU seconds the cores this process may run on have been busy since boot, from /proc/stat
+    (user, nice, system, irq, softirq and steal: a virtual machine's host taking its cores counts);
+    work on cores outside its affinity competes with nothing of ours and is left out. None where
+    there is no /proc/stat."""
+    mine = {f"cpu{core}" for core in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else set()
     try:
-        ticks = [int(n) for n in STAT.read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
+        rows = {row[0]: [int(n) for n in row[1:9]]
+                for row in (line.split() for line in STAT.read_text().splitlines() if line.startswith("cpu"))}
+        ticks = [rows[name] for name in mine if name in rows] or [rows["cpu"]]  # "cpu": every core's sum
+    except (OSError, ValueError, KeyError):
         return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (sum(column) for column in zip(*ticks))
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
