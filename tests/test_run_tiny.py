@@ -77,7 +77,8 @@ def test_run_folder_holds_config_adapters_and_results(accepted):
         checkpoint = run / stage / "checkpoints" / "checkpoint-4"
         assert (checkpoint / "complete.json").is_file() and (checkpoint / "optimizer.pt").is_file()
     assert json.loads((run / "results.json").read_text()) == accepted["out"]["results"]
-    assert "gemm_4bit_forward" in (run / "engine.log").read_text()  # the library's noise lands here
+    # the libraries' noise lands here (bitsandbytes' gemm_4bit_forward line only on CPUs with AVX-512 BF16)
+    assert "`is_gradient_checkpointing` is deprecated" in (run / "engine.log").read_text()
 
 
 def test_store_lists_the_run_and_the_advisor_counts_it(accepted):

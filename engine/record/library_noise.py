@@ -1,8 +1,8 @@
 """Library warnings known to be harmless here, so they are filed once in a run's engine.log and
 kept off the terminal and the TUI's log pane:
 
-- bitsandbytes, at every import without the optional `kernels` package: "Failed to load CPU
-  gemm_4bit_forward" (it falls back to its own CPU path);
+- bitsandbytes, at every import on a CPU with AVX-512 BF16 without the optional `kernels` package:
+  "Failed to load CPU gemm_4bit_forward" (it falls back to its own CPU path);
 - transformers 5, each time TRL asks a model: the FutureWarning that `is_gradient_checkpointing`
   is renamed `is_activation_checkpointing`.
 """
