@@ -147,11 +147,13 @@ def pilot(argv: list[str]) -> int:
     print(json.dumps(PILOTS))
 
 
-FORECAST = {"device": "cpu", "threads": 2, "total_seconds": 754.0, "peak_memory_bytes": 3 * 2**30,
+FORECAST = {"device": "cpu", "threads": 2, "total_seconds": 754.0, "total_seconds_at_cap": 814.0,
+            "peak_memory_bytes": 3 * 2**30,
             "gpu_hours": 754.0 / 3600, "money": None,
             "stages": {"base_eval": {"seconds": 60.0, "peak_memory_bytes": 2**30, "source": "calibration"},
                        "sft": {"seconds": 512.0, "peak_memory_bytes": 3 * 2**30, "source": "calibration"},
-                       "sft_eval": {"seconds": 182.0, "peak_memory_bytes": 2 * 2**30, "source": "calibration"}},
+                       "sft_eval": {"seconds": 182.0, "seconds_at_cap": 242.0, "peak_memory_bytes": 2 * 2**30,
+                                    "source": "calibration"}},
             "calibration": {"seconds": 28.0, "other_cores": 0.0, "cores": 2}}
 BUSY_CALIBRATION = {"seconds": 41.0, "other_cores": 1.5, "cores": 2}  # other work took 1.5 of 2 cores
 REFUSAL = ("the run needs about 3.00 GiB at its peak (SFT) but 1.00 GiB is available; "

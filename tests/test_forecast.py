@@ -26,18 +26,22 @@ def calibrated(tmp_path_factory):
 
 def test_the_forecast_has_every_stage_with_its_source(calibrated):
     _, figures = calibrated
-    assert set(figures) == {"device", "threads", "stages", "total_seconds", "peak_memory_bytes", "gpu_hours", "money",
-                            "calibration"}
+    assert set(figures) == {"device", "threads", "stages", "total_seconds", "total_seconds_at_cap",
+                            "peak_memory_bytes", "gpu_hours", "money", "calibration"}
     assert set(figures["calibration"]) == {"seconds", "other_cores", "cores"} and figures["calibration"]["seconds"] > 0
     assert figures["calibration"]["other_cores"] >= 0 and figures["calibration"]["cores"] == len(os.sched_getaffinity(0))
     assert (figures["device"], figures["threads"]) == ("cpu", 1)
     assert list(figures["stages"]) == ["base_eval", "sft", "sft_eval", "dpo", "dpo_eval"]
     for stage, figure in figures["stages"].items():
-        assert set(figure) == {"seconds", "peak_memory_bytes", "source"}
+        assert set(figure) - {"seconds_at_cap"} == {"seconds", "peak_memory_bytes", "source"}
+        assert "seconds_at_cap" not in figure or (stage in ("sft_eval", "dpo_eval")
+                                                    and figure["seconds_at_cap"] > figure["seconds"])
         assert figure["seconds"] > 0 and figure["peak_memory_bytes"] > 50 * 2**20  # a torch process's RSS
         assert figure["source"].startswith("calibration")
         assert ("data token lengths" in figure["source"]) == (stage in ("sft", "dpo"))
     assert figures["total_seconds"] == pytest.approx(sum(f["seconds"] for f in figures["stages"].values()), abs=0.01)
+    assert figures["total_seconds_at_cap"] == pytest.approx(
+        sum(f.get("seconds_at_cap", f["seconds"]) for f in figures["stages"].values()), abs=0.01)
     assert figures["peak_memory_bytes"] == max(f["peak_memory_bytes"] for f in figures["stages"].values())
     assert figures["money"] == pytest.approx(2 * figures["gpu_hours"])
     assert figures["gpu_hours"] == pytest.approx(figures["total_seconds"] / 3600)
@@ -268,8 +272,16 @@ def test_evaluations_are_forecast_where_the_base_models_answers_end(calibrated):
     before = set((home / "calibration").glob("*.json"))
     figures = json_out(engine(home, "forecast", *plan, "--json"))
     (cache,) = set((home / "calibration").glob("*.json")) - before
-    answer = json.loads(cache.read_text())["stages"]["base_eval"]["answer_tokens"]
+    measured = json.loads(cache.read_text())["stages"]
+    answer = measured["base_eval"]["answer_tokens"]
     assert "base answer length" in figures["stages"]["sft_eval"]["source"]
+    # a trained model may write on to the cap: one batch of 3, (96 - answer) more tokens at the decode rate
+    figure = figures["stages"]["sft_eval"]
+    assert figure["seconds_at_cap"] - figure["seconds"] == pytest.approx(
+        (96 - answer) * measured["sft_eval"]["decode_seconds_per_token"], abs=0.002)
+    assert "seconds_at_cap" not in figures["stages"]["base_eval"]  # the base model's answers are measured
+    shown = engine(home, "forecast", *plan, "--cached-only").stdout
+    assert re.search(r"SFT evaluation +│ +[\d.]+ s │.*\n│ +│ +[\d.]+ s at cap │", shown), shown
     outcome = json_out(engine(home, "run", *plan, "--json"))
     written = (home / "runs" / outcome["run_id"] / "evals" / "base.jsonl").read_text().splitlines()
     assert answer == max(json.loads(line)["tokens"] for line in written) < 96
@@ -355,6 +367,21 @@ def test_a_plan_whose_prompts_fill_max_length_is_refused_before_calibrating(cali
     assert sorted((home / "calibration").glob("*.json")) == cached
 
 
+def test_a_step_line_takes_its_slope_only_from_shapes_far_enough_apart():
+    from engine.training.calibrate import step_line
+
+    # demo-a's SFT steps (BENCHMARKS): 241 and 112 tokens, a slope the seconds can show
+    per_batch, per_token = step_line((2.22, 241), (0.85, 112))
+    assert per_token == pytest.approx(1.37 / 129) and per_batch == 0.0  # the line would cross below zero
+    per_batch, per_token = step_line((2.0, 200), (1.2, 100))
+    assert (per_batch, per_token) == pytest.approx((0.4, 0.008))
+    # two pairs of 168 and 166 tokens whose steps took 2.64 and 2.24 s (a data set of one template):
+    # the 0.4 s between them is noise, and a slope through it forecast one step at 33 s
+    assert step_line((2.64, 168), (2.24, 166)) == pytest.approx((0.0, 2.64 / 168))
+    assert step_line((1.24, 84), (1.61, 83)) == pytest.approx((0.0, 1.24 / 84))  # the longer took less
+    assert step_line((1.0, 50), (1.0, 50)) == pytest.approx((0.0, 0.02))  # a stage of one example
+
+
 def test_stages_follow_the_split():
     assert forecast_stages(4, 0) == ["base_eval", "sft", "sft_eval"]
     assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]
@@ -409,6 +436,13 @@ def test_the_store_gives_each_stages_measurement_and_forecast_of_finished_runs(t
         {"run_id": "done", "stage": "sft", "stage_seconds": 12.5, "peak_memory_bytes": 2**30,
          "forecast_seconds": 10.0, "forecast_peak_memory_bytes": 0.0, "other_cores": None}]
     assert store.stage_measurements("tiny", 1) == [] and store.stage_measurements("demo", 2) == []
+    # a run records the demo model under its canonical name; a forecast asks for it as the user typed it
+    store.create_run("demo-run", task="gsm8k_math", model="SmolLM2-135M-Instruct", params_b=0.135, n_sft=8,
+                     n_pft=0, config={"threads": 2}, run_dir=str(tmp_path / "demo-run"), pid=1)
+    store.add_metric("demo-run", "sft", "stage_seconds", 30.0)
+    store.finish_run("demo-run", status="finished", score=None, metric=None, results={})
+    assert [row["run_id"] for row in store.stage_measurements("demo", 2)] == ["demo-run"]
+    assert store.seconds_per_example("demo") == store.seconds_per_example("SmolLM2-135M-Instruct")
 
 
 def test_history_leaves_out_a_stage_that_ran_while_other_work_took_its_cores(tmp_path, monkeypatch):

@@ -42,11 +42,13 @@ def test_the_panel_shows_the_engines_forecast_for_the_recommended_split(home):
             for label, stage in (("base evaluation", "base_eval"), ("SFT evaluation", "sft_eval")):
                 assert label in text and duration(FORECAST["stages"][stage]["seconds"]) in text
             assert "12 min 34 s" in text and "3.00 GiB" in text  # the total and the peak
+            assert "4 min 02 s at cap" in text and "13 min 34 s at cap" in text  # if the answers run to the cap
             await pilot.press("ctrl+r")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
             await pilot.pause()
             assert app.screen.launch.run_forecast == FORECAST
-            await wait_shown(pilot, app, "12 min 34 s on cpu (2 threads), peak memory 3.00 GiB, 0.209 device-hours")
+            await wait_shown(pilot, app, "12 min 34 s (13 min 34 s if answers run to the cap)",
+                             "peak memory 3.00 GiB, 0.209 device-hours")
 
     asyncio.run(main())
 

@@ -156,10 +156,13 @@ def forecast_totals(device: str, threads: int, stages: dict[str, dict], gpu_hour
     """The forecast as `engine forecast --json` prints it. `gpu_hours` are hours of the device the
     run trains on (on a CPU: this machine's hours); `money` is them at the hour price, or None;
     `calibration`: its seconds, and the cores other work took while it was timed (`other_cores`,
-    None where that cannot be read) of the machine's `cores`."""
+    None where that cannot be read) of the machine's `cores`. `total_seconds_at_cap` counts each
+    trained evaluation's `seconds_at_cap`: its answers running on to the token cap."""
     total = sum(stage["seconds"] for stage in stages.values())
+    at_cap = sum(stage.get("seconds_at_cap", stage["seconds"]) for stage in stages.values())
     hours = total / SECONDS_PER_HOUR
     return {"device": device, "threads": threads, "stages": stages, "total_seconds": round(total, 3),
+            "total_seconds_at_cap": round(at_cap, 3),
             "peak_memory_bytes": max((stage["peak_memory_bytes"] for stage in stages.values()), default=0),
             "gpu_hours": hours, "money": None if gpu_hour_price is None else hours * gpu_hour_price,
             "calibration": calibration}
@@ -218,9 +221,19 @@ def threads_text(figures: dict) -> str:
 def forecast_rows(figures: dict) -> list[tuple[str, str, str, str]]:
     """(stage, time, peak memory, source) for each stage of `engine forecast --json`'s object, then
     the total: what the terminal and the app both show, each in its own table."""
-    rows = [(STAGE_LABELS[stage], duration(figure["seconds"]), gib(figure["peak_memory_bytes"]), figure["source"])
-            for stage, figure in figures["stages"].items()]
-    return rows + [("total", duration(figures["total_seconds"]), gib(figures["peak_memory_bytes"]), "")]
+    rows = [(STAGE_LABELS[stage], with_cap(figure["seconds"], figure.get("seconds_at_cap"), cell=True),
+             gib(figure["peak_memory_bytes"]), figure["source"]) for stage, figure in figures["stages"].items()]
+    total = with_cap(figures["total_seconds"], figures.get("total_seconds_at_cap"), cell=True)
+    return rows + [("total", total, gib(figures["peak_memory_bytes"]), "")]
+
+
+def with_cap(seconds: float, at_cap: float | None, *, cell: bool = False) -> str:
+    """A forecast's seconds, and its seconds if a trained model's answers run on to the token cap
+    where that is longer; a table `cell` puts the two on two lines."""
+    shown = duration(seconds)
+    if not at_cap or duration(at_cap) == shown:
+        return shown
+    return f"{shown}\n{duration(at_cap)} at cap" if cell else f"{shown} ({duration(at_cap)} if answers run to the cap)"
 
 
 def shortfall(forecast: dict, limit_bytes: int, *, fixed_bytes: dict[str, int], batch_size: int,

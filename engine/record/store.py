@@ -17,7 +17,7 @@ from typing import Iterator
 from advisor.safe_files import loads
 from engine.record import home
 from engine.record.errors import UserError
-from engine.record.model_names import canonical_model
+from engine.record.model_names import canonical_model, same_model
 
 SCHEMA_VERSION = 2  # 2: an evaluation row records its metric's direction and bounds
 BUSY_TIMEOUT_S = 60.0
@@ -408,15 +408,11 @@ class RunStore:
 
     def known_params_b(self, model: str) -> float | None:
         """The size the engine measured on the latest run of `model` (any spelling of it), if any."""
-        from engine.record.model_names import same_model
-
         runs = [run for run in self.list_runs() if isinstance(run["params_b"], (int, float)) and run["params_b"] > 0]
         return next((run["params_b"] for run in runs if same_model(run["model"], model)), None)
 
     def base_scores(self, task: str, model: str) -> dict[str, float]:
         """{metric: mean base-model score} measured for this task and model (any spelling of it)."""
-        from engine.record.model_names import same_model
-
         found: dict[str, list[float]] = {}
         for point in self.evaluations():
             if (point["stage"] == "base" and point["score"] and point["task"] == task
@@ -426,8 +422,6 @@ class RunStore:
 
     def _stage_seconds(self, model: str) -> dict[str, dict[str, float]]:
         """{stage: {run_id: seconds per example}} over finished runs of `model` (any spelling of it)."""
-        from advisor.records import model_key
-
         with self._read() as db:
             rows = [] if db is None else db.execute(
                 "SELECT r.run_id, r.model, m.stage, m.value FROM metrics m JOIN runs r USING (run_id)"
@@ -437,7 +431,7 @@ class RunStore:
         for row in rows:
             if not isinstance(row["value"], float) or not isinstance(row["model"], str):
                 continue  # a damaged metric row
-            if model_key(row["model"]) == model_key(model):
+            if same_model(row["model"], model):
                 timings.setdefault(row["stage"], {})[row["run_id"]] = row["value"]  # a run's latest timing
         return timings
 
@@ -454,8 +448,6 @@ class RunStore:
         """Per (finished run of `model` on this host with `threads` CPU threads, stage): its measured
         stage_seconds and peak_memory_bytes, the forecast_* figures it was launched with (0 when
         it had none) and the cores other work took while it ran (None when not recorded)."""
-        from advisor.records import model_key
-
         blank = {"stage_seconds": 0.0, "peak_memory_bytes": 0.0, "forecast_seconds": 0.0,
                  "forecast_peak_memory_bytes": 0.0, "other_cores": None}
         names = tuple(blank)
@@ -471,7 +463,7 @@ class RunStore:
             run = runs.get(row["run_id"])
             if run is None or not isinstance(row["value"], (int, float)):
                 continue
-            if model_key(run["model"]) == model_key(model) and (run["config"] or {}).get("threads") == threads:
+            if same_model(run["model"], model) and (run["config"] or {}).get("threads") == threads:
                 entry = found.setdefault((row["run_id"], row["stage"]),
                                          {"run_id": row["run_id"], "stage": row["stage"], **blank})
                 entry[row["name"]] = row["value"] or 0.0

@@ -40,11 +40,14 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 6
+CALIBRATION_VERSION = 7
 # The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
 # longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
 # tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
 TIMED_STEPS, TIMED_SECONDS = 3, 0.25
+# Two steps of one shape differ by up to a fifth on this two-core machine's every core (BENCHMARKS):
+# a line's two shapes must differ by more than that in tokens for its slope to say anything.
+SPREAD = 0.25
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 
 
@@ -179,13 +182,8 @@ class _StepTimer:
         beyond that line."""
         steps = list(zip(self.seconds, self.tokens[1:]))
         shapes = [steps[2::2], steps[1::2]] if len(steps) > 2 else [steps[-1:]]
-        (long_s, long_t), (short_s, short_t) = [(statistics.median(s for s, _ in shape), shape[0][1])
-                                                for shape in (shapes * 2)[:2]]
-        if long_t > short_t and long_s > short_s:
-            per_token = (long_s - short_s) / (long_t - short_t)
-            per_batch = max(0.0, short_s - per_token * short_t)
-        else:  # one shape (a stage of one example) or no measurable slope: all of it per token
-            per_token, per_batch = long_s / max(1, long_t), 0.0
+        longest, shortest = [(statistics.median(s for s, _ in shape), shape[0][1]) for shape in (shapes * 2)[:2]]
+        per_batch, per_token = step_line(longest, shortest)
         per_batch += statistics.median(self.gaps) if self.gaps else 0.0
         warmup = max(0.0, steps[0][0] - per_batch - per_token * steps[0][1]) if len(steps) > 1 else 0.0
         return per_batch, per_token, warmup
@@ -194,6 +192,18 @@ class _StepTimer:
         """(what a step starts from, memory per padded token): the later start (the optimizer's
         state exists from the first step on) and the larger growth of the longest example."""
         return max(self.starts), max(self.growth) / max(1, self.tokens[1])
+
+
+def step_line(longest: tuple[float, int], shortest: tuple[float, int]) -> tuple[float, float]:
+    """(seconds per micro-batch, seconds per padded token): the line through two timed steps,
+    each (seconds, padded tokens). Where the two shapes are within SPREAD of each other's tokens
+    (or the longer took no longer), their difference in seconds is mostly the steps' noise, and a
+    line through them could be any slope: then all of the longest step's seconds are per token."""
+    (long_s, long_t), (short_s, short_t) = longest, shortest
+    if long_t - short_t >= SPREAD * long_t and long_s > short_s:
+        per_token = (long_s - short_s) / (long_t - short_t)
+        return max(0.0, short_s - per_token * short_t), per_token
+    return 0.0, long_s / max(1, long_t)
 
 
 class _Walk:

@@ -6,8 +6,9 @@ the model, `engine.training.calibrate`), the model's config (the KV cache an eva
 it generates), the data's token lengths (how many padded tokens each stage trains on) and the
 base model's answer length (where the base model's answers to the first evaluation batch ended:
 a trained model's evaluation is forecast to write as much, since nothing measured before the
-run says otherwise), refined by `history` — the median measured ÷ forecast
-of this model's finished runs on this machine, recorded per stage in the store. The arithmetic
+run says otherwise — and, as `seconds_at_cap`, to write on to the token cap), refined by
+`history` — the median measured ÷ forecast of this model's finished runs on this machine,
+recorded per stage in the store. The arithmetic
 is in `engine.record.compute`, which the TUI may import; this module measures."""
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class Forecast:
         answer = measured["stages"]["base_eval"].get("answer_tokens")
         for stage in compute.forecast_stages(config.n_sft, config.n_pft):
             figures = measured["stages"][stage]
-            source, memory = "calibration", figures["peak_memory_bytes"]
+            source, memory, to_cap = "calibration", figures["peak_memory_bytes"], None
             if figures.get("measured_as", stage) != stage:
                 source += f" of the {compute.STAGE_LABELS[figures['measured_as']]}"
             if stage.endswith("_eval"):
@@ -119,6 +120,9 @@ class Forecast:
                     if stage != "base_eval":
                         memory += kv * config.eval_batch_size * max(0, answer - calibrate.DECODE_TOKENS - 1)
                         source += " + base answer length + model config (KV cache)"
+                        if answer < config.eval_max_new_tokens:  # a trained model may write on to the cap
+                            to_cap = n_eval_batches * (config.eval_max_new_tokens - answer) * figures[
+                                "decode_seconds_per_token"]
                 seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
                 rows, lengths = figures["rows_per_example"] * config.batch_size, examples[stage].kept
@@ -145,6 +149,8 @@ class Forecast:
                 memory *= factors.get("memory", 1.0)
                 source += f" × history ({factors['runs']} finished run{'s' * (factors['runs'] != 1)})"
             stages[stage] = compute.stage_figure(seconds, memory, source)
+            if to_cap is not None:  # the seconds its answers would add, running on to the cap
+                stages[stage]["seconds_at_cap"] = round(seconds + to_cap, 3)
         self.figures = compute.forecast_totals(meter.device(), meter.threads(), stages, gpu_hour_price, {
             "seconds": round(self.calibration_seconds, 1),
             "other_cores": None if measured.get("other_cores") is None else round(measured["other_cores"], 2),

@@ -19,7 +19,7 @@ from textual import on, work
 from textual.message import Message
 from textual.widgets import Static
 
-from engine.record.compute import calibration_busy, calibration_note, duration, forecast_rows, gib, threads_text
+from engine.record.compute import calibration_busy, calibration_note, forecast_rows, gib, threads_text, with_cap
 
 AGAIN = "F5 calibrates again"
 
@@ -52,7 +52,8 @@ def forecast_table(figures: dict) -> Table:
 def summary_line(figures: dict) -> str:
     """One line for the launch confirmation."""
     money = "" if figures.get("money") is None else f", {figures['money']:,.2f} of compute"
-    return (f"{duration(figures['total_seconds'])} on {figures['device']} ({threads_text(figures)}), "
+    total = with_cap(figures["total_seconds"], figures.get("total_seconds_at_cap"))
+    return (f"{total} on {figures['device']} ({threads_text(figures)}), "
             f"peak memory {gib(figures['peak_memory_bytes'])}, {figures['gpu_hours']:.3f} device-hours{money}")
 
 
