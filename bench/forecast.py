@@ -7,6 +7,7 @@ model, budget 1000, SFT 1, pairs 0.5) on 1 thread and on all cores, without runn
     OMP_NUM_THREADS=1 .venv/bin/python bench/forecast.py --plans tiny-a,tiny-b,tiny-c --repeats 3
     .venv/bin/python bench/forecast.py --plans demo-a,demo-d --threads ""   # every core, as the app runs
     .venv/bin/python bench/forecast.py --default-plan
+    .venv/bin/python bench/forecast.py --plans demo-t --threads ""   # data written from one template
 
 Each plan gets a fresh BUDGETTUI_HOME (no history, so every forecast is calibration-only) whose
 models/ folder is shared between plans, so the demo model is converted once."""
@@ -36,10 +37,36 @@ PLANS = {
     "demo-c": ["--model", "demo", "--n-sft", "32", "--n-pft", "16", "--max-length", "256", *SMALL],
     "demo-d": ["--model", "demo", "--n-sft", "64", "--n-pft", "32", "--max-length", "256", *SMALL],
 }
+# A task written from one template, as many users' data sets are: every example within a few tokens
+# of the others (made by `write_template_task`), evaluated at the default 128-token cap.
+TEMPLATE = Path(tempfile.gettempdir()) / "budgettui-bench-template"
+PLANS["demo-t"] = ["--model", "demo", "--task", "sums", "--sft-file", str(TEMPLATE / "sft.jsonl"),
+                   "--pft-file", str(TEMPLATE / "pairs.jsonl"), "--eval-file", str(TEMPLATE / "eval.jsonl"),
+                   "--metric", "exact_match", "--n-sft", "24", "--n-pft", "12", "--eval-size", "8", "--epochs", "1"]
 # Plans forecast from another plan's calibration (same stages, another split): nothing recalibrates.
 CALIBRATED_BY = {"tiny-d": "tiny-a", "demo-c": "demo-a"}
 MODELS = Path(tempfile.gettempdir()) / "budgettui-bench-models"
 DEFAULT_PLAN = ["--model", "demo", "--budget", "1000", "--sft-cost", "1", "--pft-cost", "0.5"]
+
+
+def write_template_task() -> None:
+    """Sums of two two-digit numbers: SFT answers, pairs whose rejected sum is off by ten, and an
+    evaluation set — the same, seeded, on every machine."""
+    import random
+
+    rng = random.Random(0)
+    TEMPLATE.mkdir(exist_ok=True)
+    sums = [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(120)]
+
+    def prompt(a: int, b: int) -> str:
+        return f"What is {a} plus {b}? Answer with the sum."
+
+    files = {"eval.jsonl": [{"prompt": prompt(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[:20]],
+             "sft.jsonl": [{"prompt": prompt(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[20:70]],
+             "pairs.jsonl": [{"prompt": prompt(a, b), "chosen": f"The sum is {a + b}.",
+                              "rejected": f"The sum is {a + b + 10}."} for a, b in sums[70:]]}
+    for name, rows in files.items():
+        (TEMPLATE / name).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 def engine(home: Path, *args: str, threads: str | None = "1") -> tuple[float, subprocess.CompletedProcess]:
@@ -83,7 +110,7 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
     printed; {stage: (time ratio, memory ratio)}."""
     with tempfile.TemporaryDirectory(prefix=f"bench-forecast-{name}-") as tmp:
         home = Path(tmp)
-        task = ["--task", "gsm8k_math", *args]
+        task = args if "--task" in args else ["--task", "gsm8k_math", *args]
         if name in CALIBRATED_BY:
             engine(home, "forecast", "--task", "gsm8k_math", *PLANS[CALIBRATED_BY[name]], "--json", threads=threads)
         asked, done = engine(home, "forecast", *task, "--json", *(["--cached-only"] if name in CALIBRATED_BY else []),
@@ -117,6 +144,11 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
     total = sum(actual[stage]["stage_seconds"] for stage in forecast["stages"])
     ratio = total / forecast["total_seconds"]
     print(f"  {'total':<10} {forecast['total_seconds']:>10.1f} {total:>10.1f} {ratio:>6.2f}")
+    for stage, figure in forecast["stages"].items():
+        if "seconds_at_cap" in figure:  # what the forecast says if the trained model's answers run to the cap
+            seconds = actual[stage]["stage_seconds"]
+            print(f"  {stage} if its answers run to the cap: {figure['seconds_at_cap']:.1f} s, measured ÷ that "
+                  f"{seconds / figure['seconds_at_cap']:.2f}")
     return ratios | {"total": (ratio, float("nan"))}
 
 
@@ -157,6 +189,8 @@ def main() -> None:
     if args.default_plan:
         default_plan(thread_counts)
         return
+    if "demo-t" in args.plans.split(","):
+        write_template_task()
     for name in args.plans.split(","):
         for count in thread_counts:
             repeats = [bench_plan(name, PLANS[name], count) for _ in range(args.repeats)]
