@@ -20,12 +20,13 @@ run: setup
 	$(BIN)/budgettui
 
 # `make run` trains on all the machine's cores; the tests pin one thread so their timings and
-# results do not depend on the machine's size
+# results do not depend on the machine's size, and run in two worker processes, each on a core
+# of its own (tests/conftest.py)
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 test-fast: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 # Every figure in BENCHMARKS.md, re-measured (into bench/results/, the TUI table on stdout; slow: the engine and TUI ones
 # time real runs and app starts; run it on a quiet machine).

@@ -15,6 +15,16 @@ os.environ["BUDGETTUI_HOME"] = tempfile.mkdtemp(prefix="budgettui-test-session-"
 atexit.register(shutil.rmtree, os.environ["BUDGETTUI_HOME"], ignore_errors=True)
 
 
+def pytest_configure(config):
+    """Under `pytest -n N` (`make test`), each worker process — and every process a test starts —
+    runs on a core of its own: the workers do not slow each other's timed steps, and a test that
+    counts the other work on its cores (`meter.other_work`) sees none from its neighbour."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if worker and len(cores) >= workers > 1:
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh, empty $BUDGETTUI_HOME for one test."""
