@@ -169,7 +169,12 @@ def forecast(argv: list[str]) -> int:
     """`forecast … --json [--cached-only | --recalibrate]`: FORECAST once calibrated (a forecast
     without --cached-only calibrates), else the engine's refusal; or REFUSAL with
     $FAKE_ENGINE_FORECAST=refuse; with $FAKE_ENGINE_FORECAST=busy, FORECAST from a calibration
-    timed while other work took the cores, until --recalibrate makes a quiet one."""
+    timed while other work took the cores, until --recalibrate makes a quiet one; with
+    $FAKE_ENGINE_FORECAST=slow, a --cached-only answer takes 30 s and any other 2 s, and SIGTERM
+    ends it as it ends the engine's."""
+    if os.environ.get("FAKE_ENGINE_FORECAST") == "slow":
+        signal.signal(signal.SIGTERM, _interrupted)
+        time.sleep(30 if "--cached-only" in argv else 2)
     calibrated = home_dir() / CALIBRATED_FILE
     if "--cached-only" in argv and not calibrated.exists():
         print(f"engine: error: {NO_CALIBRATION}: `engine forecast` without --cached-only makes one", file=sys.stderr)
@@ -184,6 +189,11 @@ def forecast(argv: list[str]) -> int:
     busy = os.environ.get("FAKE_ENGINE_FORECAST") == "busy" and not (home_dir() / RECALIBRATED_FILE).exists()
     print(json.dumps(FORECAST | {"calibration": BUSY_CALIBRATION} if busy else FORECAST))
     return 0
+
+
+def _interrupted(signum, frame):
+    print("engine: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv: list[str]) -> int:

@@ -99,6 +99,26 @@ def test_a_calibration_timed_on_a_busy_machine_is_flagged_and_f5_makes_it_again(
     asyncio.run(main())
 
 
+def test_f5_while_the_cached_only_question_runs_shows_no_interrupted_answer(home, monkeypatch):
+    """F5 stops the slower question it supersedes; that child's "engine: interrupted" is not the
+    answer to the new one, which is still calibrating."""
+    monkeypatch.setenv("FAKE_ENGINE_FORECAST", "slow")
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = app.plan_screen.query_one(ForecastPanel)
+            await wait_until(pilot, lambda: panel._child is not None, what="the cached-only question")
+            superseded = panel._child
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: superseded.poll() is not None, what="the superseded child's end")
+            await pilot.pause(0.5)
+            assert panel.problem == "" and "interrupted" not in screen_text(app)
+            await wait_until(pilot, lambda: panel.figures == FORECAST, what="the calibrated forecast")
+
+    asyncio.run(main())
+
+
 def test_quitting_leaves_no_forecast_running(home):
     """The engine's forecast can take minutes (it converts the model, it may calibrate): quitting
     the app ends that child instead of waiting for it — also one whose worker only gets to start
@@ -122,7 +142,7 @@ def test_quitting_leaves_no_forecast_running(home):
     assert panel._child.wait(timeout=10) == -signal.SIGTERM  # running when the app quit
 
     # the worker's body, run as a late worker thread would run it, after the panel is gone
-    late = threading.Thread(target=ForecastPanel._ask.__wrapped__, args=(panel, panel.request, slow_engine))
+    late = threading.Thread(target=ForecastPanel._ask.__wrapped__, args=(panel, panel.ticket, slow_engine))
     late.start()
     late.join(timeout=10)
     assert not late.is_alive() and panel._child.poll() is not None

@@ -26,13 +26,13 @@ AGAIN = "F5 calibrates again"
 
 @dataclass
 class ForecastReady(Message):
-    request: tuple
+    ticket: int  # which question this answers: only the latest one's answer is shown
     figures: dict
 
 
 @dataclass
 class ForecastFailed(Message):
-    request: tuple
+    ticket: int
     reason: str
 
 
@@ -75,6 +75,7 @@ class ForecastPanel(Static):
     def __init__(self, **kwargs):
         super().__init__(Text("forecast: waiting for the recommendation…", style="dim"), **kwargs)
         self.request: tuple | None = None
+        self.ticket = 0  # the latest question's number: a superseded child's answer (or its "interrupted") is dropped
         self.figures: dict | None = None
         self.problem = ""
         self._child: subprocess.Popen | None = None
@@ -93,16 +94,17 @@ class ForecastPanel(Static):
         if request == self.request and not (calibrate and self.figures is None) and not again:
             return
         self.request, self.figures, self.problem = request, None, ""
+        self.ticket += 1
         self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine"
                          + (" (calibrating it first if it must: a few timed steps of the model)…" if calibrate
                             else "…"), style="dim"))
         argv = [*prefix, "forecast", "--task", task, "--model", model, "--n-sft", str(n_sft), "--n-pft", str(n_pft),
                 "--json", *(["--gpu-hour-price", f"{gpu_hour_price:g}"] if gpu_hour_price is not None else []),
                 *(["--recalibrate"] if again else [] if calibrate else ["--cached-only"])]
-        self.call_after_refresh(self._ask, request, argv)  # after the recommendation is on screen
+        self.call_after_refresh(self._ask, self.ticket, argv)  # after the recommendation is on screen
 
     @work(thread=True, group="forecast")
-    def _ask(self, request: tuple, argv: list[str]) -> None:
+    def _ask(self, ticket: int, argv: list[str]) -> None:
         if self._child is not None and self._child.poll() is None:
             self._child.terminate()  # an older question nobody is waiting for
         if self._closed:
@@ -114,21 +116,21 @@ class ForecastPanel(Static):
                 child.terminate()
             out, err = child.communicate()
         except OSError as exc:
-            self.post_message(ForecastFailed(request, f"{argv[0]}: {exc.strerror or exc}"))
+            self.post_message(ForecastFailed(ticket, f"{argv[0]}: {exc.strerror or exc}"))
             return
         if child.returncode == 0:
             try:
-                self.post_message(ForecastReady(request, json.loads(out)))
+                self.post_message(ForecastReady(ticket, json.loads(out)))
                 return
             except ValueError:
                 err = "the engine printed no forecast"
         lines = [line for line in err.splitlines() if line.strip()]
         reason = lines[-1].removeprefix("engine: error: ") if lines else f"the engine exited {child.returncode}"
-        self.post_message(ForecastFailed(request, reason))
+        self.post_message(ForecastFailed(ticket, reason))
 
     @on(ForecastReady)
     def _ready(self, message: ForecastReady) -> None:
-        if message.request == self.request:
+        if message.ticket == self.ticket:
             self.figures = message.figures
             note = calibration_note(message.figures, AGAIN)
             table = forecast_table(message.figures)
@@ -136,7 +138,7 @@ class ForecastPanel(Static):
 
     @on(ForecastFailed)
     def _failed(self, message: ForecastFailed) -> None:
-        if message.request == self.request:
+        if message.ticket == self.ticket:
             self.problem = message.reason
             if message.reason.startswith("no calibration"):  # the cached-only answer: say how to get one here
                 self.update(Text("no forecast yet: this machine has no calibration for this plan — F5 makes one "
