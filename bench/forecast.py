@@ -96,6 +96,16 @@ def calibration_steps(home: Path) -> dict[str, list]:
             for stage, figures in json.loads(path.read_text())["stages"].items() if "calibration_steps" in figures}
 
 
+def decode_growth(home: Path) -> float | None:
+    """The base model's decode rate over its whole answers ÷ over its first tokens: what a
+    trained evaluation's rate is scaled by."""
+    for path in (home / "calibration").glob("*.json"):
+        base = json.loads(path.read_text())["stages"]["base_eval"]
+        if base.get("early_decode_seconds_per_token"):
+            return base["decode_seconds_per_token"] / base["early_decode_seconds_per_token"]
+    return None
+
+
 def measured(home: Path) -> dict[str, dict[str, float]]:
     db = sqlite3.connect(home / "runs.sqlite")
     rows = db.execute("SELECT stage, name, value FROM metrics WHERE name IN ('stage_seconds', 'peak_memory_bytes')")
@@ -117,7 +127,7 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
                              threads=threads)
         forecast = json.loads(done.stdout)
         calibration = calibration_seconds(home)
-        steps = calibration_steps(home)
+        steps, growth = calibration_steps(home), decode_growth(home)
         run_wall, _ = engine(home, "run", *task, "--json", threads=threads)
         actual = measured(home)
     reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
@@ -132,6 +142,8 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
               "cores while it was timed")
         print("  its steps, [seconds, padded tokens]: "
               + "; ".join(f"{stage} {[[round(t, 2), n] for t, n in figures]}" for stage, figures in steps.items()))
+        if growth is not None:
+            print(f"  base model's decode over its whole answers ÷ over its first tokens: {growth:.2f}")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}

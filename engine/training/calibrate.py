@@ -40,7 +40,7 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 7
+CALIBRATION_VERSION = 8
 # The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
 # longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
 # tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
@@ -335,7 +335,12 @@ class _Walk:
         figures = {"prefill_seconds": prefill,  # the median step: one scheduler hiccup does not make it
                    "decode_seconds_per_token": statistics.median(steps) if steps else 0.0,
                    "warmup_seconds": max(0.0, first - prefill / len(prompts))}
-        return figures | ({"answer_tokens": max(answer.tokens for answer in answers)} if full else {})
+        if not full:
+            return figures
+        # its first DECODE_TOKENS steps, as a trained model's are timed: how much slower a step gets
+        # further into an answer (a longer cache to attend to) scales the trained model's rate
+        return figures | {"answer_tokens": max(answer.tokens for answer in answers),
+                          "early_decode_seconds_per_token": statistics.median(steps[:DECODE_TOKENS]) if steps else 0.0}
 
 
 class _NeverStop:

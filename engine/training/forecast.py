@@ -4,9 +4,9 @@ and its device-hours and money — and the refusal of a run that will not fit.
 Every figure has a source, printed beside it: `calibration` (this machine's own short run of
 the model, `engine.training.calibrate`), the model's config (the KV cache an evaluation grows as
 it generates), the data's token lengths (how many padded tokens each stage trains on) and the
-base model's answer length (where the base model's answers to the first evaluation batch ended:
-a trained model's evaluation is forecast to write as much, since nothing measured before the
-run says otherwise — and, as `seconds_at_cap`, to write on to the token cap), refined by
+base model's answer length (where the base model's answers to the first evaluation batch ended,
+and how much slower its steps got on the way: a trained model's evaluation is forecast to write
+as much, since nothing measured before the run says otherwise — and, as `seconds_at_cap`, to write on to the token cap), refined by
 `history` — the median measured ÷ forecast of this model's finished runs on this machine,
 recorded per stage in the store. The arithmetic
 is in `engine.record.compute`, which the TUI may import; this module measures."""
@@ -105,7 +105,12 @@ class Forecast:
         stages, self.fixed, self.longest = {}, {}, {}
         kv = _kv_bytes_per_token(plan.spec.path)
         n_eval_batches = math.ceil(len(plan.splits.eval) / config.eval_batch_size)
-        answer = measured["stages"]["base_eval"].get("answer_tokens")
+        base = measured["stages"]["base_eval"]
+        answer = base.get("answer_tokens")
+        # a trained model's decode is timed over its first few tokens: scaled by how the base model's
+        # rate over its whole answers compares with its rate over the same first few
+        growth = (base["decode_seconds_per_token"] / base["early_decode_seconds_per_token"]
+                  if base.get("early_decode_seconds_per_token") else 1.0)
         for stage in compute.forecast_stages(config.n_sft, config.n_pft):
             figures = measured["stages"][stage]
             source, memory, to_cap = "calibration", figures["peak_memory_bytes"], None
@@ -115,14 +120,13 @@ class Forecast:
                 if "batch_seconds" in figures:
                     seconds = n_eval_batches * figures["batch_seconds"]
                 else:
-                    seconds = n_eval_batches * (figures["prefill_seconds"]
-                                                + (answer - 1) * figures["decode_seconds_per_token"])
+                    decode = figures["decode_seconds_per_token"] * (1.0 if stage == "base_eval" else growth)
+                    seconds = n_eval_batches * (figures["prefill_seconds"] + (answer - 1) * decode)
                     if stage != "base_eval":
                         memory += kv * config.eval_batch_size * max(0, answer - calibrate.DECODE_TOKENS - 1)
-                        source += " + base answer length + model config (KV cache)"
+                        source += " + base answer length and decode + model config (KV cache)"
                         if answer < config.eval_max_new_tokens:  # a trained model may write on to the cap
-                            to_cap = n_eval_batches * (config.eval_max_new_tokens - answer) * figures[
-                                "decode_seconds_per_token"]
+                            to_cap = n_eval_batches * (config.eval_max_new_tokens - answer) * decode
                 seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
                 rows, lengths = figures["rows_per_example"] * config.batch_size, examples[stage].kept
