@@ -6,10 +6,10 @@ the model, `engine.training.calibrate`), the model's config (the KV cache an eva
 it generates), the data's token lengths (how many padded tokens each stage trains on) and the
 base model's answer length (where the base model's answers to the first evaluation batch ended,
 and how much slower its steps got on the way: a trained model's evaluation is forecast to write
-as much, since nothing measured before the run says otherwise — and, as `seconds_at_cap`, to write on to the token cap), refined by
-`history` — the median measured ÷ forecast of this model's finished runs on this machine,
-recorded per stage in the store. The arithmetic
-is in `engine.record.compute`, which the TUI may import; this module measures."""
+as much, since nothing measured before the run says otherwise — and, as `seconds_at_cap`, to
+write on to the token cap), refined by `history` — the median measured ÷ forecast of this
+model's finished runs on this machine, recorded per stage in the store. The arithmetic is in
+`engine.record.compute`, which the TUI may import; this module measures."""
 
 from __future__ import annotations
 
