@@ -61,8 +61,8 @@ def write_template_task() -> None:
     def prompt(a: int, b: int) -> str:
         return f"What is {a} plus {b}? Answer with the sum."
 
-    files = {"eval.jsonl": [{"prompt": prompt(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[:20]],
-             "sft.jsonl": [{"prompt": prompt(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[20:70]],
+    answered = [{"prompt": prompt(a, b), "completion": f"The sum is {a + b}."} for a, b in sums]
+    files = {"eval.jsonl": answered[:20], "sft.jsonl": answered[20:70],
              "pairs.jsonl": [{"prompt": prompt(a, b), "chosen": f"The sum is {a + b}.",
                               "rejected": f"The sum is {a + b + 10}."} for a, b in sums[70:]]}
     for name, rows in files.items():
@@ -86,21 +86,26 @@ def engine(home: Path, *args: str, threads: str | None = "1") -> tuple[float, su
     return time.perf_counter() - started, done
 
 
-def calibration_seconds(home: Path) -> float:
-    return sum(json.loads(p.read_text())["calibration_seconds"] for p in (home / "calibration").glob("*.json"))
+def calibrations(home: Path) -> list[dict]:
+    """The home's cached calibrations, as `engine.training.calibrate` stores them."""
+    return [json.loads(path.read_text()) for path in (home / "calibration").glob("*.json")]
 
 
-def calibration_steps(home: Path) -> dict[str, list]:
+def calibration_seconds(made: list[dict]) -> float:
+    return sum(calibration["calibration_seconds"] for calibration in made)
+
+
+def calibration_steps(made: list[dict]) -> dict[str, list]:
     """{training stage: [[seconds, padded tokens] of each calibration step]}."""
-    return {stage: figures["calibration_steps"] for path in (home / "calibration").glob("*.json")
-            for stage, figures in json.loads(path.read_text())["stages"].items() if "calibration_steps" in figures}
+    return {stage: figures["calibration_steps"] for calibration in made
+            for stage, figures in calibration["stages"].items() if "calibration_steps" in figures}
 
 
-def decode_growth(home: Path) -> float | None:
+def decode_growth(made: list[dict]) -> float | None:
     """The base model's decode rate over its whole answers ÷ over its first tokens: what a
     trained evaluation's rate is scaled by."""
-    for path in (home / "calibration").glob("*.json"):
-        base = json.loads(path.read_text())["stages"]["base_eval"]
+    for calibration in made:
+        base = calibration["stages"]["base_eval"]
         if base.get("early_decode_seconds_per_token"):
             return base["decode_seconds_per_token"] / base["early_decode_seconds_per_token"]
     return None
@@ -126,8 +131,8 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
         asked, done = engine(home, "forecast", *task, "--json", *(["--cached-only"] if name in CALIBRATED_BY else []),
                              threads=threads)
         forecast = json.loads(done.stdout)
-        calibration = calibration_seconds(home)
-        steps, growth = calibration_steps(home), decode_growth(home)
+        made = calibrations(home)
+        calibration, steps, growth = calibration_seconds(made), calibration_steps(made), decode_growth(made)
         run_wall, _ = engine(home, "run", *task, "--json", threads=threads)
         actual = measured(home)
     reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
@@ -181,7 +186,7 @@ def default_plan(thread_counts: list[str | None]) -> None:
         with tempfile.TemporaryDirectory(prefix="bench-forecast-default-") as tmp:
             wall, done = engine(Path(tmp), "forecast", "--task", "gsm8k_math", *DEFAULT_PLAN, "--json", threads=threads)
             forecast = json.loads(done.stdout)
-            calibration = calibration_seconds(Path(tmp))
+            calibration = calibration_seconds(calibrations(Path(tmp)))
         print(f"default plan, OMP_NUM_THREADS={threads or '(unset)'}: {forecast['threads']} thread(s), forecast "
               f"{forecast['total_seconds'] / 60:.1f} min "
               + ", ".join(f"{s} {f['seconds'] / 60:.1f} min" for s, f in forecast["stages"].items())
