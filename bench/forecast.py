@@ -95,9 +95,10 @@ def calibration_seconds(made: list[dict]) -> float:
     return sum(calibration["calibration_seconds"] for calibration in made)
 
 
-def calibration_steps(made: list[dict]) -> dict[str, list]:
-    """{training stage: [[seconds, padded tokens] of each calibration step]}."""
-    return {stage: figures["calibration_steps"] for calibration in made
+def calibration_steps(made: list[dict]) -> dict[str, dict]:
+    """{training stage: its calibration figures}, for its steps' [seconds, padded tokens] and the
+    memory its measured steps added."""
+    return {stage: figures for calibration in made
             for stage, figures in calibration["stages"].items() if "calibration_steps" in figures}
 
 
@@ -146,7 +147,10 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
               f"wall time; other work took {other if other is not None else '?'} of {forecast['calibration']['cores']} "
               "cores while it was timed")
         print("  its steps, [seconds, padded tokens]: "
-              + "; ".join(f"{stage} {[[round(t, 2), n] for t, n in figures]}" for stage, figures in steps.items()))
+              + "; ".join(f"{stage} {[[round(t, 2), n] for t, n in figures['calibration_steps']]}"
+                          for stage, figures in steps.items()))
+        print("  memory the longest example's timed step added, MiB: " + "; ".join(
+            f"{stage} {figures['calibration_growth_bytes'] / 2**20:.0f}" for stage, figures in steps.items()))
         if growth is not None:
             print(f"  base model's decode over its whole answers ÷ over its first tokens: {growth:.2f}")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "

@@ -386,6 +386,44 @@ def test_a_step_line_takes_its_slope_only_from_shapes_far_enough_apart():
     assert step_line((1.0, 50), (1.0, 50)) == pytest.approx((0.0, 0.02))  # a stage of one example
 
 
+def test_a_row_cut_to_half_keeps_an_answer_to_train_on():
+    """Prompt tokens go first, from the start; then the answer's last ones; one of each stays."""
+    from engine.training.calibrate import cut_to_half
+
+    sft = {"prompt": [{"role": "user", "content": "q"}], "input_ids": list(range(10)), "labels": [-100] * 6 + [6, 7, 8, 9]}
+    assert cut_to_half(sft) == sft | {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, 8, 9]}
+    long_answer = {"input_ids": list(range(10)), "labels": [-100] * 2 + list(range(2, 10))}
+    assert cut_to_half(long_answer) == {"input_ids": [2, 3, 4, 5, 6], "labels": [2, 3, 4, 5, 6]}
+    pair = {"prompt_ids": list(range(8)), "chosen_ids": [8, 9], "rejected_ids": [8, 9, 10, 11]}
+    assert cut_to_half(pair) == {"prompt_ids": [6, 7], "chosen_ids": [8, 9], "rejected_ids": [8, 9, 10, 11]}
+    short_prompt = {"prompt_ids": [0, 1], "chosen_ids": list(range(2, 10)), "rejected_ids": [2, 3]}
+    assert cut_to_half(short_prompt) == {"prompt_ids": [1], "chosen_ids": [2, 3, 4, 5], "rejected_ids": [2, 3]}
+
+
+def test_a_task_of_one_length_is_calibrated_on_its_longest_example_cut_to_half(tmp_path):
+    """Every example within a token of the others (a task written from one template): the
+    calibration's second shape is the longest example at half its tokens, so the steps' line has
+    two shapes far enough apart to tell a step's fixed cost from its cost per token."""
+    def ask(a, b):
+        return f"What is {a} plus {b}? Answer with the sum."
+
+    sums = [(10 + i, 50 + i) for i in range(40)]
+    files = {"sft.jsonl": [{"prompt": ask(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[:20]],
+             "pairs.jsonl": [{"prompt": ask(a, b), "chosen": f"The sum is {a + b}.",
+                              "rejected": f"The sum is {a + b + 10}."} for a, b in sums[20:]],
+             "eval.jsonl": [{"prompt": ask(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[:8]]}
+    for name, rows in files.items():
+        (tmp_path / name).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    json_out(engine(tmp_path, "forecast", *TINY, "--task", "sums", "--sft-file", str(tmp_path / "sft.jsonl"), "--pft-file", str(tmp_path / "pairs.jsonl"),
+                    "--eval-file", str(tmp_path / "eval.jsonl"), "--metric", "exact_match", "--n-sft", "8",
+                    "--n-pft", "8", *SMALL, "--json"))
+    (cache,) = (tmp_path / "calibration").glob("*.json")
+    stages = json.loads(cache.read_text())["stages"]
+    for stage in ("sft", "dpo"):
+        tokens, rows = [t for _, t in stages[stage]["calibration_steps"]], stages[stage]["rows_per_example"]
+        assert set(tokens[::2]) == {tokens[0]} and tokens[1::2] == [rows * (tokens[0] // rows // 2)] * len(tokens[1::2])
+
+
 def test_stages_follow_the_split():
     assert forecast_stages(4, 0) == ["base_eval", "sft", "sft_eval"]
     assert forecast_stages(0, 4) == ["base_eval", "dpo", "dpo_eval"]

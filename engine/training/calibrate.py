@@ -7,11 +7,12 @@ built on each stage's longest and shortest examples (the forecast adds the secon
 tokenise the rest) and trained for a few one-example steps: the longest example first (a warm-up
 that pays the first-call costs), then the shortest and the longest in turn (repeated while the
 timed steps add up to under a quarter of a second), then the checkpoint the run writes at a
-stage's end and its adapter. The two shapes give a line, seconds per micro-batch plus seconds
-per padded token; the longest example's steps give the memory a step starts from and what it
-adds per padded token. A run's batch of several examples is those rows side by side, so its
-seconds and memory follow from the line and the batch's padded tokens, without paying for the
-largest batch here.
+stage's end and its adapter. Where a stage's examples are all about one length, its shortest
+shape is the longest example cut to half its tokens (`cut_to_half`). The two shapes give a line,
+seconds per micro-batch plus seconds per padded token; the longest example's first timed step
+gives the memory a step starts from and what it adds per padded token. A run's batch of several
+examples is those rows side by side, so its seconds and memory follow from the line and the
+batch's padded tokens, without paying for the largest batch here.
 An evaluation measures its prefill and per-token decode seconds inside one generation call, and
 the base model answers the first evaluation batch in full, which also measures where its answers
 end. Only the first trained policy is evaluated: the SFT and the DPO policy are the same base
@@ -40,7 +41,7 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 8
+CALIBRATION_VERSION = 9
 # The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
 # longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
 # tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
@@ -125,12 +126,14 @@ def calibrate(plan, key: dict, lengths: dict[str, list[int | None]], tokenise_se
 class _StepTimer:
     """Each optimizer step's seconds (its forward, backward and update) and the padded tokens its
     gradient forwards saw, the seconds between steps (the trainer's log and the next batch's
-    collation), the end-of-training checkpoint's seconds, and memory around the first two steps
-    of the longest example (the warm-up and the first timed one): what each starts from, with
-    freed pages handed back, and its peak above that. Stops the calibration once both shapes are
-    timed and the timed steps add up to TIMED_SECONDS, or each shape has had TIMED_STEPS."""
+    collation), the end-of-training checkpoint's seconds, and memory around the longest example's
+    first timed step: what it starts from, with freed pages handed back, and its peak above that.
+    Stops the calibration once both shapes are timed and the timed steps add up to TIMED_SECONDS,
+    or each shape has had TIMED_STEPS."""
 
-    MEASURED_STEPS = (0, 2)  # the longest example's first two steps: a step's resident set varies by ±10%
+    # the longest example's first timed step — not its warm-up, whose growth also holds what stays
+    # from then on (the optimizer's state, first-call caches) and was a third to a half more (BENCHMARKS)
+    MEASURED_STEP = 2
 
     def __init__(self, model):
         import torch
@@ -139,10 +142,9 @@ class _StepTimer:
         self.seconds: list[float] = []
         self.tokens: list[int] = [0]
         self.gaps: list[float] = []
-        self.starts: list[int] = []  # memory held as a measured step began
-        self.growth: list[int] = []  # its peak above that
+        self.start, self.growth = 0, 0  # memory held as the measured step began, and its peak above that
         self.checkpoint_seconds = 0.0
-        self.earlier_peak = 0  # the stage's peak before the last restart (model load, set-up)
+        self.earlier_peak = 0  # the stage's peak before the measured step (model load, set-up, warm-up)
         timer = self
 
         class Callback(TrainerCallback):
@@ -150,17 +152,17 @@ class _StepTimer:
                 timer.tokens.append(0)
                 if timer.seconds:
                     timer.gaps.append(time.perf_counter() - timer._ended)
-                if len(timer.seconds) in timer.MEASURED_STEPS:
-                    timer.earlier_peak = max(timer.earlier_peak, meter.peak_memory_bytes())
+                if len(timer.seconds) == timer.MEASURED_STEP:
+                    timer.earlier_peak = meter.peak_memory_bytes()
                     meter.restart_peak()
-                    timer.starts.append(meter.current_memory_bytes())
+                    timer.start = meter.current_memory_bytes()
                 timer._began = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
                 timer._ended = time.perf_counter()
                 timer.seconds.append(timer._ended - timer._began)
-                if len(timer.seconds) - 1 in timer.MEASURED_STEPS:
-                    timer.growth.append(meter.peak_memory_bytes() - timer.starts[-1])
+                if len(timer.seconds) - 1 == timer.MEASURED_STEP:
+                    timer.growth = meter.peak_memory_bytes() - timer.start
                 timed = timer.seconds[1:]
                 if len(timed) >= 2 and (sum(timed) >= TIMED_SECONDS or len(timed) >= 2 * TIMED_STEPS):
                     control.should_training_stop = control.should_save = True  # the run's last step saves too
@@ -189,18 +191,24 @@ class _StepTimer:
         return per_batch, per_token, warmup
 
     def memory(self) -> tuple[int, float]:
-        """(what a step starts from, memory per padded token): the later start (the optimizer's
-        state exists from the first step on) and the larger growth of the longest example."""
-        return max(self.starts), max(self.growth) / max(1, self.tokens[1])
+        """(what a step starts from, memory per padded token): the measured step's start and its
+        growth over its tokens: a batch's growth follows its padded tokens (BENCHMARKS; a line
+        through a shorter step's growth missed by up to 1.6 times)."""
+        return self.start, self.growth / max(1, self.tokens[self.MEASURED_STEP + 1])
+
+
+def far_apart(longest: int, shortest: int) -> bool:
+    """Whether two shapes' tokens differ by more than two steps of one shape may differ in time."""
+    return longest - shortest >= SPREAD * longest
 
 
 def step_line(longest: tuple[float, int], shortest: tuple[float, int]) -> tuple[float, float]:
     """(seconds per micro-batch, seconds per padded token): the line through two timed steps,
-    each (seconds, padded tokens). Where the two shapes are within SPREAD of each other's tokens
-    (or the longer took no longer), their difference in seconds is mostly the steps' noise, and a
-    line through them could be any slope: then all of the longest step's seconds are per token."""
+    each (seconds, padded tokens). Where the two shapes are not `far_apart` (or the longer took no
+    longer), their difference in seconds is mostly the steps' noise, and a line through them could
+    be any slope: then all of the longest step's seconds are per token."""
     (long_s, long_t), (short_s, short_t) = longest, shortest
-    if long_t - short_t >= SPREAD * long_t and long_s > short_s:
+    if far_apart(long_t, short_t) and long_s > short_s:
         per_token = (long_s - short_s) / (long_t - short_t)
         return max(0.0, short_s - per_token * short_t), per_token
     return 0.0, long_s / max(1, long_t)
@@ -239,6 +247,7 @@ class _Walk:
         return stages
 
     def _train(self, stage: str):
+        from datasets import Dataset
         from transformers import set_seed
 
         from engine.record.events import EventWriter
@@ -266,8 +275,10 @@ class _Walk:
                 model = stages.dpo_model(base, self.folder / "sft-adapter") if self.config.n_sft else base
                 trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, callbacks)
             setup = time.perf_counter() - started  # on two examples: the forecast adds tokenising the rest
-            longest, shortest = 0, len(trainer.train_dataset) - 1
-            trainer.train_dataset = trainer.train_dataset.select([longest] + [shortest, longest] * TIMED_STEPS)
+            rows = trainer.train_dataset  # the longest example, then the shortest
+            if not far_apart(*(self.lengths[stage][i] for i in _longest_and_shortest(self.lengths[stage]))):
+                rows = Dataset.from_list([rows[0], cut_to_half(rows[0])], features=rows.features)
+            trainer.train_dataset = rows.select([0] + [len(rows) - 1, 0] * TIMED_STEPS)
             trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order
             timer = _StepTimer(trainer.model)
             trainer.add_callback(timer.callback)
@@ -363,6 +374,25 @@ def token_lengths(tokenizer, examples: list[dict], stage: str, max_length: int) 
         kept = min(_common_prefix(prompt, answer) for answer in answers) < max_length
         lengths.append(min(max_length, max(map(len, answers))) if kept else None)
     return lengths
+
+
+def cut_to_half(row: dict) -> dict:
+    """A trainer's tokenised row cut to about half its tokens: a shorter shape of the stage's
+    longest example, for a stage whose examples are all about one length (a task written from one
+    template), whose line would otherwise put a step's fixed cost on every token. Prompt tokens go
+    first, from the start, then the answer's last ones; at least one of each stays, so the step
+    still has a loss."""
+    if "prompt_ids" in row:  # a preference pair: DPOTrainer's prompt and two answers
+        answers = ("chosen_ids", "rejected_ids")
+        prompt, answer = len(row["prompt_ids"]), max(len(row[key]) for key in answers)
+        drop = min(prompt - 1, (prompt + answer + 1) // 2)
+        left = max(1, (prompt + answer) // 2 - (prompt - drop))
+        return row | {"prompt_ids": row["prompt_ids"][drop:]} | {key: row[key][:left] for key in answers}
+    tokens = len(row["input_ids"])  # SFTTrainer's input_ids and labels, -100 over the prompt
+    prompt = next((i for i, label in enumerate(row["labels"]) if label != -100), 0)
+    drop = min(prompt, (tokens + 1) // 2)
+    return row | {key: value[drop:drop + tokens // 2] for key, value in row.items()
+                  if isinstance(value, list) and len(value) == tokens and isinstance(value[0], int)}
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
