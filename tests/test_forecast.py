@@ -390,7 +390,8 @@ def test_a_row_cut_to_half_keeps_an_answer_to_train_on():
     """Prompt tokens go first, from the start; then the answer's last ones; one of each stays."""
     from engine.training.calibrate import cut_to_half
 
-    sft = {"prompt": [{"role": "user", "content": "q"}], "input_ids": list(range(10)), "labels": [-100] * 6 + [6, 7, 8, 9]}
+    sft = {"prompt": [{"role": "user", "content": "q"}], "input_ids": list(range(10)),
+           "labels": [-100] * 6 + [6, 7, 8, 9]}
     assert cut_to_half(sft) == sft | {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, 8, 9]}
     long_answer = {"input_ids": list(range(10)), "labels": [-100] * 2 + list(range(2, 10))}
     assert cut_to_half(long_answer) == {"input_ids": [2, 3, 4, 5, 6], "labels": [2, 3, 4, 5, 6]}
@@ -414,9 +415,9 @@ def test_a_task_of_one_length_is_calibrated_on_its_longest_example_cut_to_half(t
              "eval.jsonl": [{"prompt": ask(a, b), "completion": f"The sum is {a + b}."} for a, b in sums[:8]]}
     for name, rows in files.items():
         (tmp_path / name).write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    json_out(engine(tmp_path, "forecast", *TINY, "--task", "sums", "--sft-file", str(tmp_path / "sft.jsonl"), "--pft-file", str(tmp_path / "pairs.jsonl"),
-                    "--eval-file", str(tmp_path / "eval.jsonl"), "--metric", "exact_match", "--n-sft", "8",
-                    "--n-pft", "8", *SMALL, "--json"))
+    json_out(engine(tmp_path, "forecast", *TINY, "--task", "sums", "--sft-file", str(tmp_path / "sft.jsonl"),
+                    "--pft-file", str(tmp_path / "pairs.jsonl"), "--eval-file", str(tmp_path / "eval.jsonl"),
+                    "--metric", "exact_match", "--n-sft", "8", "--n-pft", "8", *SMALL, "--json"))
     (cache,) = (tmp_path / "calibration").glob("*.json")
     stages = json.loads(cache.read_text())["stages"]
     for stage in ("sft", "dpo"):
