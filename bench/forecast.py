@@ -104,12 +104,11 @@ def calibration_steps(made: list[dict]) -> dict[str, dict]:
 
 def decode_growth(made: list[dict]) -> float | None:
     """The base model's decode rate over its whole answers ÷ over its first tokens: what a
-    trained evaluation's rate is scaled by."""
-    for calibration in made:
-        base = calibration["stages"]["base_eval"]
-        if base.get("early_decode_seconds_per_token"):
-            return base["decode_seconds_per_token"] / base["early_decode_seconds_per_token"]
-    return None
+    trained evaluation's rate is scaled by (None where no calibration timed it)."""
+    from engine.training.forecast import decode_growth
+
+    timed = [c["stages"]["base_eval"] for c in made if c["stages"]["base_eval"].get("early_decode_seconds_per_token")]
+    return decode_growth(timed[0]) if timed else None
 
 
 def measured(home: Path) -> dict[str, dict[str, float]]:

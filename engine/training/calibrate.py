@@ -257,8 +257,8 @@ class _Walk:
 
         config = dataclasses.replace(self.config, batch_size=1, grad_accum=1, max_steps=1 + 2 * TIMED_STEPS,
                                      checkpoint_every=10**9)
-        everything = self.plan.examples(stage)
-        examples = [everything[i] for i in _longest_and_shortest(self.lengths[stage])]
+        everything, chosen = self.plan.examples(stage), _longest_and_shortest(self.lengths[stage])
+        examples = [everything[i] for i in chosen]
         started = time.perf_counter()
         base = self.models.fresh()
         load = time.perf_counter() - started
@@ -276,7 +276,7 @@ class _Walk:
                 trainer = stages.dpo_trainer(config, model, self.models.tokenizer, examples, output, callbacks)
             setup = time.perf_counter() - started  # on two examples: the forecast adds tokenising the rest
             rows = trainer.train_dataset  # the longest example, then the shortest
-            if not far_apart(*(self.lengths[stage][i] for i in _longest_and_shortest(self.lengths[stage]))):
+            if not far_apart(*(self.lengths[stage][i] for i in chosen)):
                 rows = Dataset.from_list([rows[0], cut_to_half(rows[0])], features=rows.features)
             trainer.train_dataset = rows.select([0] + [len(rows) - 1, 0] * TIMED_STEPS)
             trainer.args.train_sampling_strategy = "sequential"  # the rows' order is the steps' order

@@ -95,6 +95,14 @@ def _kv_bytes_per_token(model_path) -> int:
     return 2 * data["num_hidden_layers"] * data.get("num_key_value_heads", heads) * head_dim * width
 
 
+def decode_growth(base: dict) -> float:
+    """A trained model's decode is timed over its first few tokens: its rate is scaled by how the
+    base model's rate over its whole answers (`base`: the calibration's base evaluation) compares
+    with its rate over the same first few — 1.0 where that was not timed (a scoring metric)."""
+    early = base.get("early_decode_seconds_per_token")
+    return base["decode_seconds_per_token"] / early if early else 1.0
+
+
 class Forecast:
     """A plan's forecast (`as_dict` is `engine forecast --json`) and what the refusal needs."""
 
@@ -105,12 +113,8 @@ class Forecast:
         stages, self.fixed, self.longest = {}, {}, {}
         kv = _kv_bytes_per_token(plan.spec.path)
         n_eval_batches = math.ceil(len(plan.splits.eval) / config.eval_batch_size)
-        base = measured["stages"]["base_eval"]
-        answer = base.get("answer_tokens")
-        # a trained model's decode is timed over its first few tokens: scaled by how the base model's
-        # rate over its whole answers compares with its rate over the same first few
-        growth = (base["decode_seconds_per_token"] / base["early_decode_seconds_per_token"]
-                  if base.get("early_decode_seconds_per_token") else 1.0)
+        answer = measured["stages"]["base_eval"].get("answer_tokens")
+        growth = decode_growth(measured["stages"]["base_eval"])
         for stage in compute.forecast_stages(config.n_sft, config.n_pft):
             figures = measured["stages"][stage]
             source, memory, to_cap = "calibration", figures["peak_memory_bytes"], None
