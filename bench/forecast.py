@@ -102,13 +102,10 @@ def calibration_steps(made: list[dict]) -> dict[str, dict]:
             for stage, figures in calibration["stages"].items() if "calibration_steps" in figures}
 
 
-def decode_growth(made: list[dict]) -> float | None:
-    """The base model's decode rate over its whole answers ÷ over its first tokens: what a
-    trained evaluation's rate is scaled by (None where no calibration timed it)."""
-    from engine.training.forecast import decode_growth
-
+def timed_base(made: list[dict]) -> dict | None:
+    """The calibration's base evaluation where it timed the base model's answers (None for a scoring metric)."""
     timed = [c["stages"]["base_eval"] for c in made if c["stages"]["base_eval"].get("early_decode_seconds_per_token")]
-    return decode_growth(timed[0]) if timed else None
+    return timed[0] if timed else None
 
 
 def measured(home: Path) -> dict[str, dict[str, float]]:
@@ -132,7 +129,7 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
                              threads=threads)
         forecast = json.loads(done.stdout)
         made = calibrations(home)
-        calibration, steps, growth = calibration_seconds(made), calibration_steps(made), decode_growth(made)
+        calibration, steps, base = calibration_seconds(made), calibration_steps(made), timed_base(made)
         run_wall, _ = engine(home, "run", *task, "--json", threads=threads)
         actual = measured(home)
     reused = f", forecast from {CALIBRATED_BY[name]}'s calibration" if name in CALIBRATED_BY else ""
@@ -150,8 +147,11 @@ def bench_plan(name: str, args: list[str], threads: str | None) -> dict[str, tup
                           for stage, figures in steps.items()))
         print("  memory the longest example's timed step added, MiB: " + "; ".join(
             f"{stage} {figures['calibration_growth_bytes'] / 2**20:.0f}" for stage, figures in steps.items()))
-        if growth is not None:
-            print(f"  base model's decode over its whole answers ÷ over its first tokens: {growth:.2f}")
+        if base is not None:  # a trained evaluation's rate is scaled by that growth
+            from engine.training.forecast import decode_growth
+
+            print(f"  base model's answers: {base['decoded_tokens']} tokens decoded, forecast at "
+                  f"{base['answer_tokens']}; its decode over them ÷ over its first tokens: {decode_growth(base):.2f}")
     print(f"  {'stage':<10} {'forecast s':>10} {'measured s':>10} {'ratio':>6}  {'forecast MiB':>12} "
           f"{'measured MiB':>12} {'ratio':>6}")
     ratios = {}

@@ -78,6 +78,7 @@ def test_batched_left_padded_generation_equals_one_prompt_at_a_time(scrambled, g
     assert batched == [generate(model, tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
     assert len(set(batched)) > 1  # (text, new tokens): a row's count stops at its own end, whatever the batch
     assert all(1 <= answer.tokens <= 12 for answer in batched)
+    assert all(answer.ended or answer.tokens == 12 for answer in batched)  # unended: cut at max_new_tokens
     assert (tokenizer.padding_side, tokenizer.truncation_side) == ("right", "right")  # restored
 
 

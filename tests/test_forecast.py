@@ -12,7 +12,7 @@ import pytest
 
 from engine.record.compute import (BUSY_CORES, calibration_note, checkpoints_saved, forecast_stages, shortfall,
                                    training_steps)
-from runner import TINY, engine, events, json_out, of_type
+from runner import TINY, engine, events, json_out, of_type, with_tiny
 
 SMALL = ["--eval-size", "8", "--eval-max-new-tokens", "8", "--epochs", "1"]
 PLAN = [*TINY, "--n-sft", "8", "--n-pft", "8", *SMALL]
@@ -290,6 +290,31 @@ def test_evaluations_are_forecast_where_the_base_models_answers_end(calibrated):
     written = (home / "runs" / outcome["run_id"] / "evals" / "base.jsonl").read_text().splitlines()
     assert answer == max(json.loads(line)["tokens"] for line in written) < 96
 
+
+
+def test_base_answers_still_going_when_their_decode_is_timed_are_forecast_to_the_cap(tmp_path, monkeypatch):
+    """The calibration decodes the base model's batch for DECODE_SECONDS at most (here none past
+    2 × DECODE_TOKENS + 1 tokens): answers still going then are forecast to run to the cap, and
+    the generation cache of the tokens not decoded is added to the measured peak."""
+    from engine.record import config
+    from engine.training import calibrate, forecast
+    from engine.training.train import build_plan
+
+    with_tiny(tmp_path, ["tiny"])
+    monkeypatch.setenv("BUDGETTUI_HOME", str(tmp_path))
+    monkeypatch.setattr(calibrate, "DECODE_SECONDS", 0.0)
+    plan, _ = build_plan(config.build(None, {"task": "gsm8k_math", "model": "tiny", "n_sft": 4, "n_pft": 0,
+                                             "eval_size": 8, "eval_batch_size": 8, "eval_max_new_tokens": 96}))
+    figures = forecast.forecast(plan).as_dict()["stages"]["base_eval"]
+    (cache,) = (tmp_path / "calibration").glob("*.json")
+    base = json.loads(cache.read_text())["stages"]["base_eval"]
+    assert (base["decoded_tokens"], base["answer_tokens"]) == (2 * calibrate.DECODE_TOKENS + 1, 96)
+    assert figures["source"] == ("calibration + answers unfinished after 17 tokens, forecast to the cap "
+                                 "+ model config (KV cache)")
+    decode = base["prefill_seconds"] + 95 * base["decode_seconds_per_token"]  # 96 tokens: the first is the prefill's
+    assert figures["seconds"] == pytest.approx(base["load_seconds"] + base["warmup_seconds"] + decode, abs=0.002)
+    cache_bytes = forecast._kv_bytes_per_token(plan.spec.path) * 8 * (96 - 17)
+    assert figures["peak_memory_bytes"] == pytest.approx(base["peak_memory_bytes"] + cache_bytes, abs=1)
 
 
 def test_token_lengths_without_a_trainer_are_the_trainers(calibrated, tmp_path, monkeypatch):

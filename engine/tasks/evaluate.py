@@ -20,10 +20,12 @@ from engine.tasks.metrics import Metric, Scored, exact_match_warnings, get_metri
 
 
 class Answer(NamedTuple):
-    """A generated answer and how many new tokens it took (its end-of-turn token included)."""
+    """A generated answer, how many new tokens it took (its end-of-turn token included) and
+    whether it ended (else it was cut: at max_new_tokens, or by a stopping criterion)."""
 
     text: str
     tokens: int
+    ended: bool
 
 
 @dataclass
@@ -107,10 +109,11 @@ def _text(messages: list[dict]) -> str:
 
 def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8,
              max_new_tokens: int = 128, max_length: int = 1024, min_new_tokens: int = 0,
-             logits_processor=None) -> list[Answer]:
+             logits_processor=None, stopping_criteria=None) -> list[Answer]:
     """Greedy answers to chat prompts, decoded without special tokens (`min_new_tokens` > 0 makes
-    every answer at least that long and `logits_processor` sees each new token: the calibration
-    times generation at a fixed length). A batch generates until its longest answer ends."""
+    every answer at least that long, `logits_processor` sees each new token and `stopping_criteria`
+    may end a batch early: the calibration times generation). A batch generates until its longest
+    answer ends."""
     from transformers import GenerationConfig
 
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -128,11 +131,12 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, batch_size: int = 8
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                               truncation=True, max_length=max(1, max_length - max_new_tokens),
                               add_special_tokens=False).to(model.device)
-            output = model.generate(**batch, generation_config=config, logits_processor=logits_processor)
+            output = model.generate(**batch, generation_config=config, logits_processor=logits_processor,
+                                    stopping_criteria=stopping_criteria)
             new_tokens = output[:, batch["input_ids"].shape[1]:]
             for row, text in zip(new_tokens.tolist(), tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                ended = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
-                answers.append(Answer(text, ended))
+                ended = next((i + 1 for i, token in enumerate(row) if token in stops), None)
+                answers.append(Answer(text, ended or len(row), ended is not None))
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = sides
     return answers

@@ -14,11 +14,13 @@ gives the memory a step starts from and what it adds per padded token. A run's b
 examples is those rows side by side, so its seconds and memory follow from the line and the
 batch's padded tokens, without paying for the largest batch here.
 An evaluation measures its prefill and per-token decode seconds inside one generation call, and
-the base model answers the first evaluation batch in full, which also measures where its answers
-end. Only the first trained policy is evaluated: the SFT and the DPO policy are the same base
-model with the same LoRA adapter shape, so the DPO evaluation is forecast from the SFT one's
-figures. The model's 4-bit copy (`nf4_copy`) is made before the clock starts, as the run will find
-it made. Everything else is written to a temporary folder that is removed afterwards.
+the base model answers the first evaluation batch as the run does, which also measures where its
+answers end — for at most DECODE_SECONDS of decoding, after which answers still going are
+forecast to run to the cap. Only the first trained policy is evaluated: the SFT and the DPO
+policy are the same base model with the same LoRA adapter shape, so the DPO evaluation is
+forecast from the SFT one's figures. The model's 4-bit copy (`nf4_copy`) is made before the
+clock starts, as the run will find it made. Everything else is written to a temporary folder
+that is removed afterwards.
 
 Results are cached as JSON in the home folder, keyed by machine, model, quantisation, LoRA, the
 evaluation batch, the task's data and the stages trained — not by the split's sizes nor the
@@ -41,7 +43,7 @@ from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
 from engine.training import meter
 
-CALIBRATION_VERSION = 9
+CALIBRATION_VERSION = 10
 # The longest example (a warm-up: its extra cost counts as set-up), then the shortest and the
 # longest in turn, timed — repeated while the timed steps add up to less than TIMED_SECONDS (a
 # tiny model's step is a few milliseconds, at the mercy of the scheduler), at most TIMED_STEPS each.
@@ -50,6 +52,11 @@ TIMED_STEPS, TIMED_SECONDS = 3, 0.25
 # a line's two shapes must differ by more than that in tokens for its slope to say anything.
 SPREAD = 0.25
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
+# The base model's answers to the first evaluation batch are decoded until they all end — or, once
+# 2 × DECODE_TOKENS + 1 tokens are timed, until DECODE_SECONDS have passed: answers still going
+# then are forecast to the cap. Decoding a rambling base model's batch to a 128-token cap took most
+# of a demo calibration (BENCHMARKS), and a step further into an answer is timed like the last.
+DECODE_SECONDS = 3.0
 
 
 def cache_dir() -> Path:
@@ -305,9 +312,11 @@ class _Walk:
         """The first evaluation batch's prefill seconds and decode seconds per token, timed inside
         one call, after a one-prompt, one-token call whose extra seconds (a 4-bit model repacks
         its weights at its first evaluation) the stage pays once: that call's seconds less its
-        share of the batch's prefill. `full`: the batch is answered as the evaluation answers it,
-        and `answer_tokens` says how many new tokens that took (the run's evaluations stop when
-        every answer of a batch has ended); else it makes exactly DECODE_TOKENS + 1 new tokens."""
+        share of the batch's prefill. `full`: the batch is answered as the evaluation answers it
+        (for at most DECODE_SECONDS of decoding), and `answer_tokens` says how many new tokens
+        that takes (the run's evaluations stop when every answer of a batch has ended; the cap
+        where an answer was still going); else it makes exactly DECODE_TOKENS + 1 new tokens.
+        `decoded_tokens`: how many it made here, the generation cache the peak memory saw."""
         from engine.tasks.evaluate import eval_mode, evaluate, generate
 
         config, plan = self.config, self.plan
@@ -319,7 +328,7 @@ class _Walk:
                      max_length=config.max_length)
             return {"batch_seconds": time.perf_counter() - started}
         import torch
-        from transformers import LogitsProcessor, LogitsProcessorList
+        from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         stamps: list[float] = []
 
@@ -329,6 +338,13 @@ class _Walk:
             def __call__(self, input_ids, scores):
                 stamps.append(time.perf_counter())
                 return scores
+
+        class Timed(StoppingCriteria):
+            """Ends the batch once its decode is timed enough: DECODE_SECONDS past enough tokens."""
+
+            def __call__(self, input_ids, scores, **kwargs):
+                done = len(stamps) > 2 * DECODE_TOKENS and stamps[-1] - stamps[0] >= DECODE_SECONDS
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
         prompts = [example["prompt"] for example in batch]
         tokenizer, length = self.models.tokenizer, config.max_length
@@ -340,17 +356,19 @@ class _Walk:
             new = config.eval_max_new_tokens if full else DECODE_TOKENS + 1
             answers = generate(model, tokenizer, prompts, batch_size=config.eval_batch_size, max_new_tokens=new,
                                max_length=length, min_new_tokens=0 if full else new,
-                               logits_processor=LogitsProcessorList([Stamp()]))
+                               logits_processor=LogitsProcessorList([Stamp()]),
+                               stopping_criteria=StoppingCriteriaList([Timed()]) if full else None)
         prefill = stamps[0] - started
         steps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
         figures = {"prefill_seconds": prefill,  # the median step: one scheduler hiccup does not make it
                    "decode_seconds_per_token": statistics.median(steps) if steps else 0.0,
-                   "warmup_seconds": max(0.0, first - prefill / len(prompts))}
+                   "warmup_seconds": max(0.0, first - prefill / len(prompts)), "decoded_tokens": len(stamps)}
         if not full:
             return figures
+        ended = all(answer.ended for answer in answers)
         # its first DECODE_TOKENS steps, as a trained model's are timed: how much slower a step gets
         # further into an answer (a longer cache to attend to) scales the trained model's rate
-        return figures | {"answer_tokens": max(answer.tokens for answer in answers),
+        return figures | {"answer_tokens": max(answer.tokens for answer in answers) if ended else new,
                           "early_decode_seconds_per_token": statistics.median(steps[:DECODE_TOKENS]) if steps else 0.0}
 
 

@@ -97,7 +97,7 @@ def _kv_bytes_per_token(model_path) -> int:
 
 def decode_growth(base: dict) -> float:
     """A trained model's decode is timed over its first few tokens: its rate is scaled by how the
-    base model's rate over its whole answers (`base`: the calibration's base evaluation) compares
+    base model's rate over its timed answers (`base`: the calibration's base evaluation) compares
     with its rate over the same first few — 1.0 where that was not timed (a scoring metric)."""
     early = base.get("early_decode_seconds_per_token")
     return base["decode_seconds_per_token"] / early if early else 1.0
@@ -126,11 +126,15 @@ class Forecast:
                 else:
                     decode = figures["decode_seconds_per_token"] * (1.0 if stage == "base_eval" else growth)
                     seconds = n_eval_batches * (figures["prefill_seconds"] + (answer - 1) * decode)
+                    unseen = max(0, answer - figures["decoded_tokens"])  # cache the measured peak did not hold
+                    memory += kv * config.eval_batch_size * unseen
                     if stage != "base_eval":
-                        memory += kv * config.eval_batch_size * max(0, answer - calibrate.DECODE_TOKENS - 1)
                         source += " + base answer length and decode + model config (KV cache)"
                         if answer < config.eval_max_new_tokens:  # a trained model may write on to the cap
                             to_cap = n_eval_batches * (config.eval_max_new_tokens - answer) * decode
+                    elif unseen:
+                        source += (f" + answers unfinished after {figures['decoded_tokens']} tokens, forecast to "
+                                   "the cap + model config (KV cache)")
                 seconds += figures.get("load_seconds", 0.0) + figures.get("warmup_seconds", 0.0)
             else:
                 rows, lengths = figures["rows_per_example"] * config.batch_size, examples[stage].kept
