@@ -54,8 +54,9 @@ SPREAD = 0.25
 DECODE_TOKENS = 8  # decoded tokens timed after the prefill of a trained model's timed generation
 # The base model's answers to the first evaluation batch are decoded until they all end — or, once
 # 2 × DECODE_TOKENS + 1 tokens are timed, until DECODE_SECONDS have passed: answers still going
-# then are forecast to the cap. Decoding a rambling base model's batch to a 128-token cap took most
-# of a demo calibration (BENCHMARKS), and a step further into an answer is timed like the last.
+# then are forecast to run to the cap at the rate timed so far (a decode step shows no trend with
+# its place in a 128-token answer, BENCHMARKS). Decoding a rambling base model's batch to the cap
+# was most of a demo calibration.
 DECODE_SECONDS = 3.0
 
 
