@@ -13,9 +13,9 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
 
 `baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error)
 and `pilot … --json` prints PILOTS, in the shapes `engine baseline` and `engine pilot` print.
-`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints) once a forecast
-without `--cached-only` has "calibrated", or, when $FAKE_ENGINE_FORECAST is "refuse", the engine's
-one-line refusal and exit 2.
+`forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints, its sources
+refined by the store's finished runs) once a forecast without `--cached-only` has "calibrated", or,
+when $FAKE_ENGINE_FORECAST is "refuse", the engine's one-line refusal and exit 2.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.record.events import SCHEMA_VERSION, EventWriter  # noqa: E402
-from engine.record.home import home_dir, run_dir  # noqa: E402
+from engine.record.home import home_dir, run_dir, store_path  # noqa: E402
 from engine.record.store import RunStore  # noqa: E402
 
 SFT_STEPS, DPO_STEPS = 24, 16
@@ -187,8 +187,20 @@ def forecast(argv: list[str]) -> int:
     if "--recalibrate" in argv:
         (home_dir() / RECALIBRATED_FILE).touch()
     busy = os.environ.get("FAKE_ENGINE_FORECAST") == "busy" and not (home_dir() / RECALIBRATED_FILE).exists()
-    print(json.dumps(FORECAST | {"calibration": BUSY_CALIBRATION} if busy else FORECAST))
+    print(json.dumps(_with_history(FORECAST | {"calibration": BUSY_CALIBRATION} if busy else FORECAST)))
     return 0
+
+
+def _with_history(forecast: dict) -> dict:
+    """As the engine refines a forecast by the finished runs in the store: each stage's source
+    says `× history (N finished runs)`."""
+    finished = sum(run["status"] == "finished" for run in RunStore().list_runs()) \
+        if store_path().exists() else 0
+    if not finished:
+        return forecast
+    said = f" × history ({finished} finished run{'s' * (finished != 1)})"
+    return forecast | {"stages": {stage: figure | {"source": figure["source"] + said}
+                                  for stage, figure in forecast["stages"].items()}}
 
 
 def _interrupted(signum, frame):

@@ -10,6 +10,7 @@ from tui.app import BudgetApp
 from tui.components.forecast_panel import ForecastPanel
 from tui.inputs import PlanInputs
 from tui.screens.confirm import ConfirmLaunch
+from tui.screens.run import RunScreen
 
 PLAN = PlanInputs(task="gsm8k_math", model="tiny", budget=60.0, sft_cost=1.0, pft_cost=0.5)
 SIZE = (120, 48)
@@ -38,7 +39,7 @@ def test_the_panel_shows_the_engines_forecast_for_the_recommended_split(home):
             assert panel.request == ("gsm8k_math", "tiny", *app.plan_screen.advice.split, None)
             await wait_shown(pilot, app, "Forecast on this machine")
             text = screen_text(app)
-            assert "Forecast on this machine" in text and "cpu, 2 threads" in text
+            assert "Forecast on this machine" in text and "60 SFT examples + 0 pairs on cpu, 2 threads" in text
             for label, stage in (("base evaluation", "base_eval"), ("SFT evaluation", "sft_eval")):
                 assert label in text and duration(FORECAST["stages"][stage]["seconds"]) in text
             assert "12 min 34 s" in text and "3.00 GiB" in text  # the total and the peak
@@ -91,10 +92,50 @@ def test_a_calibration_timed_on_a_busy_machine_is_flagged_and_f5_makes_it_again(
             await wait_until(pilot, lambda: panel.figures == FORECAST, what="the new calibration's forecast")
             await pilot.pause()
             assert (home / RECALIBRATED_FILE).exists() and "other work took" not in screen_text(app)
-            (home / RECALIBRATED_FILE).unlink()
-            await pilot.press("f5")  # a quiet calibration is kept
-            await pilot.pause(0.5)
-            assert panel.figures == FORECAST and not (home / RECALIBRATED_FILE).exists()
+            recalibrated, ticket = (home / RECALIBRATED_FILE).stat().st_mtime_ns, panel.ticket
+            await pilot.press("f5")  # asked again, but a quiet calibration is kept
+            await wait_until(pilot, lambda: panel.ticket > ticket and panel.figures == FORECAST, what="the answer")
+            assert (home / RECALIBRATED_FILE).stat().st_mtime_ns == recalibrated
+
+    asyncio.run(main())
+
+
+def test_once_a_run_finishes_the_same_split_is_forecast_again_with_its_history(home):
+    """The engine refines a forecast by this machine's finished runs (`× history`): a run that
+    finishes makes the panel ask again for the split it shows, not keep the answer it had."""
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = await forecast_answered(pilot)
+            plan, split = app.plan_screen, app.plan_screen.advice.split
+            assert panel.figures == FORECAST and "history" not in screen_text(app)
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmLaunch), what="the confirmation")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen), what="the run screen")
+            watch = app.screen.run_watch
+            await wait_until(pilot, lambda: watch.state.finished, what="the run to finish")
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: app.screen is plan, what="the plan screen")
+            await wait_shown(pilot, app, "calibration × history (1")  # the source column wraps the rest
+            assert plan.advice.split == split and panel.request[2:4] == split  # the same split, asked again
+
+    asyncio.run(main())
+
+
+def test_an_invalid_field_withdraws_the_forecast_and_its_fix_brings_it_back(home):
+    """A forecast of a plan no longer on screen is not shown beside "fix the fields"."""
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            panel = await forecast_answered(pilot)
+            app.screen.query_one("#in-budget").focus()
+            await pilot.press("end", "x")
+            await wait_shown(pilot, app, "no forecast: fix the fields marked in red")
+            assert panel.figures is None and panel.request is None and "12 min 34 s" not in screen_text(app)
+            await pilot.press("backspace")
+            await wait_until(pilot, lambda: panel.figures == FORECAST, what="the forecast again")
+            await wait_shown(pilot, app, "12 min 34 s")
 
     asyncio.run(main())
 

@@ -36,9 +36,9 @@ class ForecastFailed(Message):
     reason: str
 
 
-def forecast_table(figures: dict) -> Table:
-    table = Table(title=f"{figures['device']}, {threads_text(figures)}", title_justify="left", box=None,
-                  pad_edge=False, title_style="dim")
+def forecast_table(figures: dict, n_sft: int, n_pft: int) -> Table:
+    table = Table(title=f"{n_sft:,} SFT examples + {n_pft:,} pairs on {figures['device']}, {threads_text(figures)}",
+                  title_justify="left", box=None, pad_edge=False, title_style="dim")
     for column in ("stage", "time", "peak memory", "source"):
         table.add_column(column, justify="right" if column in ("time", "peak memory") else "left",
                          style="dim" if column == "source" else None)
@@ -75,6 +75,7 @@ class ForecastPanel(Static):
     def __init__(self, **kwargs):
         super().__init__(Text("forecast: waiting for the recommendation…", style="dim"), **kwargs)
         self.request: tuple | None = None
+        self.calibrating = False  # the request's question may calibrate (F5)
         self.ticket = 0  # the latest question's number: a superseded child's answer (or its "interrupted") is dropped
         self.figures: dict | None = None
         self.problem = ""
@@ -84,17 +85,18 @@ class ForecastPanel(Static):
     def forecast(self, prefix: list[str], task: str, model: str, n_sft: int, n_pft: int,
                  gpu_hour_price: float | None, *, calibrate: bool = False) -> None:
         """Ask for the plan's forecast. Without `calibrate` only a cached calibration is used, so
-        typing in the form never starts minutes of model steps behind the user's back; with it
-        (the user asked: F5) the engine calibrates this machine first when it must — and again,
-        replacing the cached one, when the forecast shown says its calibration was timed while
-        other work took the cores."""
+        typing in the form never starts minutes of model steps behind the user's back, and a plan
+        already answered is not asked again; with it (the user asked: F5) the engine is always
+        asked, and calibrates this machine first when it must — and again, replacing the cached
+        one, when the forecast shown says its calibration was timed while other work took the cores."""
         request = (task, model, n_sft, n_pft, gpu_hour_price)
         again = calibrate and request == self.request and self.figures is not None \
             and calibration_busy(self.figures)
-        if request == self.request and not (calibrate and self.figures is None) and not again:
+        in_flight = self.figures is None and not self.problem
+        if request == self.request and (not calibrate or (in_flight and self.calibrating)):
             return
-        self.request, self.figures, self.problem = request, None, ""
-        self.ticket += 1
+        self._withdraw()
+        self.request, self.calibrating = request, calibrate
         self.update(Text(f"forecasting {n_sft} SFT examples and {n_pft} pairs on this machine"
                          + (" (calibrating it first if it must: a few timed steps of the model)…" if calibrate
                             else "…"), style="dim"))
@@ -103,16 +105,33 @@ class ForecastPanel(Static):
                 *(["--recalibrate"] if again else [] if calibrate else ["--cached-only"])]
         self.call_after_refresh(self._ask, self.ticket, argv)  # after the recommendation is on screen
 
+    def forget(self) -> None:
+        """The store changed (a run finished, a base score was measured): the forecast shown may
+        lack a finished run's `× history`, so the next request asks the engine again."""
+        self.request = None
+
+    def withdraw(self, reason: str) -> None:
+        """No plan to forecast (a field is invalid, the advisor cannot answer): say `reason`
+        instead of a forecast of a plan that is no longer on screen, and drop any question asked."""
+        self._withdraw()
+        self.update(Text(reason, style="dim"))
+
+    def _withdraw(self) -> None:
+        self.request, self.figures, self.problem = None, None, ""
+        self.ticket += 1  # an answer still on its way is no longer the panel's
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()
+
     @work(thread=True, group="forecast")
     def _ask(self, ticket: int, argv: list[str]) -> None:
         if self._child is not None and self._child.poll() is None:
             self._child.terminate()  # an older question nobody is waiting for
-        if self._closed:
+        if self._closed or ticket != self.ticket:
             return
         try:
             child = self._child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                                    stdin=subprocess.DEVNULL)
-            if self._closed:  # the app quit while the child started: quitting never waits for it
+            if self._closed or ticket != self.ticket:  # quit or withdrawn while it started: nobody waits for it
                 child.terminate()
             out, err = child.communicate()
         except OSError as exc:
@@ -133,7 +152,7 @@ class ForecastPanel(Static):
         if message.ticket == self.ticket:
             self.figures = message.figures
             note = calibration_note(message.figures, AGAIN)
-            table = forecast_table(message.figures)
+            table = forecast_table(message.figures, *self.request[2:4])
             self.update(Group(table, Text(note, style="yellow")) if note else table)
 
     @on(ForecastFailed)

@@ -94,12 +94,14 @@ class PlanScreen(Screen):
             self._debounce.stop()
         if message.inputs is None:
             self.query_one(RecommendationView).show_problem("Fix the fields marked in red to see a recommendation.")
+            self.query_one(ForecastPanel).withdraw("no forecast: fix the fields marked in red")
             return
         self._debounce = self.set_timer(DEBOUNCE_S, self.recompute)
 
     @on(AdvisorFitted)
     def _fitted(self, message: AdvisorFitted) -> None:
         self.fitted, self.fit_error, self.grid = True, "", None  # a refit changes every prediction
+        self.query_one(ForecastPanel).forget()  # and a finished run refines the forecast (`× history`)
         self.query_one(InputsForm).suggest(message.tasks, message.models)
         self.query_one(PilotPanel).advisor_refitted()
         self.recompute()
@@ -108,6 +110,7 @@ class PlanScreen(Screen):
     def _fit_failed(self, message: FitFailed) -> None:
         self.advice, self.fit_error = None, f"The advisor could not be fitted: {message.reason}"
         self.query_one(RecommendationView).show_problem(self.fit_error)
+        self.query_one(ForecastPanel).withdraw("no forecast: no recommended split")
 
     def recompute(self) -> None:
         if self.fitted and self.inputs is not None:
@@ -144,6 +147,7 @@ class PlanScreen(Screen):
             return
         self.advice, self.refusal = None, message.reason
         self.query_one(RecommendationView).show_problem(f"The advisor cannot answer: {message.reason}")
+        self.query_one(ForecastPanel).withdraw("no forecast: no recommended split")
 
     @on(GridReady)
     def _grid_ready(self, message: GridReady) -> None:
@@ -179,7 +183,8 @@ class PlanScreen(Screen):
                                                calibrate=calibrate)
 
     def action_forecast(self) -> None:
-        """Forecast the recommended run on this machine, calibrating it first when no calibration is cached."""
+        """Forecast the recommended run on this machine again (with its latest finished runs),
+        calibrating it first when no calibration is cached."""
         if self.advice is None or self.advice.inputs != self.inputs:
             self.notify("The recommendation is still being computed.", title="Not yet", severity="warning")
             return
