@@ -15,6 +15,7 @@ import numpy as np
 
 from advisor.errors import AdvisorError
 from advisor.records import model_key
+from advisor.surface import size_range
 from advisor.validate import check_purchase, fraction, label_money, non_negative, positive
 
 SEARCH_STEPS = 101  # SFT shares 1.00, 0.99, …, 0.00 when no list of allowed shares is given
@@ -113,7 +114,7 @@ def _warnings(advisor, task, metric, model, params_b, base_score, total) -> list
     if size is None:
         notes.append(f"the size of {model!r} is unknown: give it to check it against past runs")
     elif not low <= size <= high:
-        notes.append(f"model size {size:g}B is outside the sizes in past runs ({low:g}–{high:g}B)")
+        notes.append(f"model size {size_range([size])} is outside the sizes in past runs ({size_range([low, high])})")
     fewest, most = advisor.examples_range_
     if total > most:
         notes.append(f"{total:,} examples is more than any past run ({most:,}): the curve is extrapolated")

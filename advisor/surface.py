@@ -295,7 +295,7 @@ class Advisor:
             sizes = [self.sizes_[m] for (t, mt, m), n in self.panel_counts_.items() if (t, mt) == (task, metric) and n]
             where = "this task" if sizes else "other tasks"
             sizes = sizes or [self.sizes_[m] for (_, _, m), n in self.panel_counts_.items() if n]
-            evidence = f"pooled from {_size_range(sizes)} runs on {where}"
+            evidence = f"pooled from {size_range(sizes)} runs on {where}"
         if base_score is not None:
             anchor = f"anchored on your base score {base_score:.3f}"
         elif key in self.panel_bases_:
@@ -307,7 +307,7 @@ class Advisor:
         if size is None:
             note = "size unknown: treated as 8B"
         elif key[2] not in self.models_ and not low <= size <= high:
-            note = f"no runs of a model this size ({size:g}B): gains scaled to its size"
+            note = f"no runs of a model this size ({size_range([size])}): gains scaled to its size"
         else:
             return f"{evidence}, {anchor}"
         return f"{evidence}, {anchor}; {note}"
@@ -343,9 +343,10 @@ def _panel_key(task: str, metric: str, model: str) -> tuple[str, str, str]:
     return task, metric_key(metric), model_key(model)
 
 
-def _size_range(sizes) -> str:
+def size_range(sizes) -> str:
+    """Parameter counts in billions as people read them, to three figures: 0.135B, 0.000115–8B."""
     low, high = min(sizes), max(sizes)
-    return f"{low:g}B" if low == high else f"{low:g}–{high:g}B"
+    return f"{low:.3g}B" if low == high else f"{low:.3g}–{high:.3g}B"
 
 
 def _examples(name: str, values) -> np.ndarray:

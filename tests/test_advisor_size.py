@@ -74,3 +74,11 @@ def test_a_small_models_own_runs_teach_the_size_slope():
 def test_predict_uses_the_size_it_is_given(shipped):
     assert shipped.predict(GSM, "gpt2", 1000, 0, params_b=0.124, base_score=0.02)[0] < \
         shipped.predict(GSM, "gpt2", 1000, 0, params_b=7.0, base_score=0.02)[0] - 0.2
+
+
+def test_sizes_are_said_to_three_figures():
+    """A model built in code has a size like 0.000115008B: the basis says it as people read it."""
+    from advisor.surface import size_range
+
+    assert size_range([0.000115008, 8.0, 7.6]) == "0.000115–8B"
+    assert size_range([0.134515008]) == "0.135B" and size_range([7.6, 8.0]) == "7.6–8B"
