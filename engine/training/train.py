@@ -154,6 +154,7 @@ def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
     from engine.training.forecast import use_threads
     from engine.training.models import four_bit_problem, resolve_model
 
+    config = dataclasses.replace(config, threads=use_threads(config))  # recorded with the run; refused first
     task = _task(config)
     advice = None
     # a bad size fails here, before `tiny` or `demo` is built into the model cache
@@ -165,7 +166,6 @@ def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
         config, advice = _advise(config, spec.params_b)
         splits, warnings = _data(config, task)
         data = splits, (*advice["warnings"], *warnings)
-    config = dataclasses.replace(config, threads=use_threads(config))  # recorded with the run
     return Plan(config, spec, task, *data), advice
 
 
