@@ -69,6 +69,35 @@ def test_cached_only_never_calibrates(tmp_path, calibrated):
     assert json_out(engine(home, "forecast", *PLAN, "--json", "--cached-only", "--gpu-hour-price", "2")) == figures
 
 
+def test_a_damaged_calibration_is_never_read(calibrated, monkeypatch):
+    """A cached calibration missing a figure, or holding a word or a negative number where one
+    goes (a damaged or hand-edited file), is not read: --cached-only says there is none (one line,
+    exit 2) and a forecast would make it again — never a traceback."""
+    from engine.training import calibrate
+
+    home, _ = calibrated
+    monkeypatch.setenv("BUDGETTUI_HOME", str(home))
+    (cache,) = (home / "calibration").glob("*.json")
+    kept = cache.read_text()
+    stored = json.loads(kept)
+    assert calibrate.cached(stored["key"]) == stored
+    stages, sft = stored["stages"], stored["stages"]["sft"]
+    damages = [{"stages": {}}, {"calibration_seconds": None}, {"other_cores": "busy"},
+               {"stages": stages | {"sft": sft | {"seconds_per_token": "fast"}}},
+               {"stages": stages | {"sft": sft | {"setup_seconds": -1.0}}},
+               {"stages": stages | {"dpo": {key: value for key, value in stages["dpo"].items() if key != "load_seconds"}}},
+               {"stages": stages | {"sft_eval": {"peak_memory_bytes": 1}}}]
+    try:
+        for damage in damages:
+            cache.write_text(json.dumps(stored | damage))
+            assert calibrate.cached(stored["key"]) is None, damage
+        said = engine(home, "forecast", *PLAN, "--cached-only")
+        assert said.returncode == 2 and said.stderr.count("\n") == 1
+        assert "no calibration of this plan on this machine yet" in said.stderr
+    finally:
+        cache.write_text(kept)
+
+
 def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_without_them(calibrated, monkeypatch):
     """With BUDGETTUI_KEEP_4BIT=0 every load quantises: the loads the calibration timed are not those."""
     home, _ = calibrated

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import platform
 import statistics
 import tempfile
@@ -93,12 +94,47 @@ def _path(key: dict) -> Path:
 
 
 def cached(key: dict) -> dict | None:
-    """A stored calibration for exactly this key, or None (also for an unreadable file)."""
+    """A stored calibration for exactly this key, or None — also for an unreadable file and for
+    one that lacks a figure the forecast reads (damaged, or edited by hand): it is made again."""
     try:
         data = json.loads(_path(key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("key") == key else None
+    return data if isinstance(data, dict) and data.get("key") == key and _whole(data) else None
+
+
+# what the forecast reads of each stage: a training stage's, an evaluation that generates, one that scores
+TRAINING_FIGURES = ("load_seconds", "loaded_memory_bytes", "setup_seconds", "seconds_per_micro_batch",
+                    "seconds_per_token", "checkpoint_seconds", "rows_per_example", "step_baseline_bytes",
+                    "memory_per_batch_token", "peak_memory_bytes", "tokenise_seconds_per_example")
+GENERATION_FIGURES = ("prefill_seconds", "decode_seconds_per_token", "warmup_seconds", "decoded_tokens",
+                      "peak_memory_bytes")
+SCORING_FIGURES = ("batch_seconds", "peak_memory_bytes")
+
+
+def _whole(data: dict) -> bool:
+    """Whether every figure the forecast reads is there, a finite number ≥ 0."""
+    def number(value, optional=False) -> bool:
+        return (optional and value is None) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                and math.isfinite(value) and value >= 0)
+
+    try:
+        trained = data["key"]["shapes"]["stages"]
+        figures = []
+        for stage in ("base_eval", *trained, *(f"{name}_eval" for name in trained)):
+            measured = data["stages"][stage]
+            if not stage.endswith("_eval"):
+                names = TRAINING_FIGURES
+            elif "batch_seconds" in measured:
+                names = SCORING_FIGURES
+            else:
+                names = GENERATION_FIGURES + (("answer_tokens",) if stage == "base_eval" else ())
+            figures += [measured[name] for name in names]
+            figures += [measured.get(name, 0) for name in ("load_seconds", "warmup_seconds")]
+        return all(map(number, [*figures, data["calibration_seconds"], data["created"]])) \
+            and number(data.get("other_cores"), optional=True) and number(data.get("cores"), optional=True)
+    except (KeyError, TypeError):
+        return False
 
 
 def _store(key: dict, stages: dict, seconds: float, other_cores: float | None) -> dict:
