@@ -98,6 +98,14 @@ def test_a_damaged_calibration_is_never_read(calibrated, monkeypatch):
         cache.write_text(kept)
 
 
+def test_a_calibration_folder_that_cannot_be_made_is_one_line_before_any_step(tmp_path):
+    (tmp_path / "calibration").write_text("not a folder")
+    said = engine(tmp_path, "forecast", *PLAN)
+    assert said.returncode == 2 and said.stdout == "" and said.stderr.count("\n") == 1
+    assert f"cannot keep calibrations in {tmp_path / 'calibration'}: it is a file, not a folder" in said.stderr
+    assert not (tmp_path / "models" / "nf4").exists()  # refused before the model's 4-bit copy was made
+
+
 def test_a_calibration_made_with_kept_4bit_copies_does_not_stand_for_loads_without_them(calibrated, monkeypatch):
     """With BUDGETTUI_KEEP_4BIT=0 every load quantises: the loads the calibration timed are not those."""
     home, _ = calibrated

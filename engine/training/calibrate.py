@@ -42,6 +42,7 @@ from pathlib import Path
 from engine.record import home
 from engine.record.compute import FORECAST_STAGES
 from engine.record.config import RunConfig
+from engine.record.errors import UserError
 from engine.training import meter
 
 CALIBRATION_VERSION = 10
@@ -137,13 +138,27 @@ def _whole(data: dict) -> bool:
         return False
 
 
+def _cache_folder() -> Path:
+    """The calibration cache's folder, made if need be — checked before minutes of timed steps
+    that could not be kept: a folder that cannot be made is one line (exit 2)."""
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file, not a folder" if cache_dir().is_file() else exc.strerror or str(exc)
+        raise UserError(f"cannot keep calibrations in {cache_dir()}: {reason}") from None
+    return cache_dir()
+
+
 def _store(key: dict, stages: dict, seconds: float, other_cores: float | None) -> dict:
     from engine.training.checkpoints import write_json_atomic
 
     data = {"key": key, "stages": stages, "calibration_seconds": seconds, "created": time.time(),
             "other_cores": other_cores, "cores": meter.cores()}
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    write_json_atomic(_path(key), data)
+    _cache_folder()
+    try:
+        write_json_atomic(_path(key), data)
+    except OSError as exc:  # a full disk: the forecast is not made from a calibration that was not kept
+        raise UserError(f"cannot keep the calibration in {_path(key)}: {exc.strerror or exc}") from None
     return data
 
 
@@ -155,6 +170,7 @@ def calibrate(plan, key: dict, lengths: dict[str, list[int | None]], tokenise_se
     from engine.training.models import quantise_once
     from engine.training.train import settle_imports
 
+    _cache_folder()
     settle_imports()
     config = plan.config  # the run will find the model's 4-bit copy made: so does the clock
     quantise_once(plan.spec, quant=config.quant, trust_remote_code=config.trust_remote_code,
