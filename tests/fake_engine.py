@@ -11,7 +11,8 @@ app under test sees exactly what it would see from the engine. `--scenario` pick
     flood   `--n-logs` SFT log events as fast as it can, then finishes
     slow    one log event every `--delay` s until SIGINT, then run_finished "stopped"
 
-`baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error)
+`baseline … --json` records a base-only run scoring BASE_SCORE (or fails with $FAKE_BASELINE=error,
+or takes 8 s with $FAKE_BASELINE=slow)
 and `pilot … --json` prints PILOTS, in the shapes `engine baseline` and `engine pilot` print.
 `forecast … --json` prints `FORECAST` (the shape `engine forecast --json` prints, its sources
 refined by the store's finished runs) once a forecast without `--cached-only` has "calibrated", or,
@@ -130,6 +131,8 @@ def baseline(argv: list[str]) -> int:
                      config=config, run_dir=str(folder), pid=os.getpid())
     writer = EventWriter(folder / "events.jsonl", run_id)
     writer.emit("run_started", config=config, pid=os.getpid())
+    if os.environ.get("FAKE_BASELINE") == "slow":  # the base model answering for a while
+        time.sleep(8)
     writer.emit("eval", stage="base", metric="exact_match", value=BASE_SCORE, n=40)
     store.add_eval(run_id, "base", "exact_match", BASE_SCORE, higher_is_better=True, lower=0.0, upper=1.0)
     results = {"metric": "exact_match", "n_sft": 0, "n_pft": 0, "n_eval": 40, "scores": {"base": BASE_SCORE},

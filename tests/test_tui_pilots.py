@@ -4,6 +4,7 @@ recommendation; the pilots run one after another as ordinary runs, each refittin
 
 import asyncio
 import json
+import time
 
 from engine.record.store import RunStore
 from fake_engine import BASE_SCORE, ENGINE_CMD, PILOT_ARGV_FILE, PILOTS, screen_text, wait_shown, wait_until
@@ -57,6 +58,34 @@ def test_a_failed_measurement_says_why_and_leaves_the_field(home, monkeypatch):
             assert app.plan_screen.query_one("#in-base_score").value == ""
 
     asyncio.run(main())
+
+
+def test_quitting_while_the_base_score_is_measured_does_not_wait_and_says_it_goes_on(home, monkeypatch):
+    """The measurement is the user's (a recorded run, minutes for a real model): it goes on alone,
+    and the app quits at once instead of blanking the terminal until it ends."""
+    monkeypatch.setenv("FAKE_BASELINE", "slow")
+    quit_at = []
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            await advised(pilot)
+            await pilot.press("ctrl+b")
+            panel = app.plan_screen.query_one(PilotPanel)
+            await wait_until(pilot, lambda: panel.measuring is not None, what="the measurement")
+            await wait_until(pilot, lambda: RunStore().list_runs(), what="the measurement's run")
+            quit_at.append(time.monotonic())
+        return app
+
+    app = asyncio.run(main())
+    assert time.monotonic() - quit_at[0] < 4  # the fake measurement takes 8 s
+    assert app.left_going == ["the base score of Llama-3.1-8B (base) on gsm8k_math is still being measured: it is "
+                              "recorded when done (`engine runs list`)"]
+    started = time.monotonic()
+    while RunStore().list_runs()[0]["status"] != "finished":
+        assert time.monotonic() - started < 30, "the measurement did not end after the app quit"
+        time.sleep(0.2)
+    assert RunStore().list_runs()[0]["score"] == BASE_SCORE
 
 
 def test_the_pilot_proposal_is_shown_and_the_pilots_run_one_after_another(home):

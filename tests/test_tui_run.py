@@ -260,8 +260,9 @@ async def main():
         await wait_until(pilot, lambda: watch.state.n_logs >= 5)
         print(watch.run_id, watch.child.pid, flush=True)
         await pilot.press("ctrl+q")
+    return app
 
-asyncio.run(main())
+print(*asyncio.run(main()).left_going, sep="\\n")  # what `budgettui` says on the terminal as it quits
 """
 
 
@@ -271,8 +272,10 @@ def test_quitting_leaves_the_run_going_and_reopening_reattaches(home):
                           timeout=60, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 30  # quitting did not wait for the run
-    run_id, pid = done.stdout.split()
+    first, *said = done.stdout.splitlines()
+    run_id, pid = first.split()
     pid = int(pid)
+    assert said == [f"run {run_id} goes on: `budgettui --attach {run_id}` follows it"]
     events_file = run_dir(run_id) / "events.jsonl"
     try:
         count = len(read_events(events_file))

@@ -58,6 +58,7 @@ class BudgetApp(App):
         self.clock = clock
         self.new_id = new_id
         self.watches: dict[str, RunWatch] = {}
+        self.left_going: list[str] = []  # what goes on after the app quits, said on the terminal then
         self._ended: set[str] = set()
         self.plan_screen = PlanScreen(inputs, self.planner, self)
 
@@ -156,10 +157,12 @@ class BudgetApp(App):
             self.push_screen(RunsScreen())
 
     def on_unmount(self) -> None:
-        """Quitting leaves every run going: stop reading, never signal."""
-        for watch in self.watches.values():
+        """Quitting leaves every run going: stop reading, never signal — and say which go on."""
+        for run_id, watch in self.watches.items():
             if watch.child is not None:
                 watch.child.detach()
+                if watch.child.process.poll() is None:
+                    self.left_going.append(f"run {run_id} goes on: `budgettui --attach {run_id}` follows it")
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -207,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs, attach = parse_args(argv)
     app = BudgetApp(inputs, attach=attach)
     app.run()
+    for line in app.left_going:
+        print(f"budgettui: {line}")
     return app.return_code or 0
 
 

@@ -61,6 +61,7 @@ class RunHost(Protocol):
     instead of untyped `self.app.…` calls (`tui.app.BudgetApp` implements it)."""
 
     planner: Planner
+    left_going: list[str]  # what goes on once the app quits: said on the terminal then
 
     def engine_prefix(self) -> list[str]:
         """The argv that starts the engine (`python -m engine.cli`, or a test's stand-in)."""

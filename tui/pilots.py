@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from dataclasses import dataclass, field
 
 from textual.message import Message
 
 from tui.inputs import PlanInputs
+
+POLL_S = 0.2  # how soon a worker waiting on the engine notices that the app quits
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,34 @@ def pilot_argv(prefix: list[str], inputs: PlanInputs) -> list[str]:
     return argv
 
 
-def ask_engine(argv: list[str]) -> str:
+def ask_engine(argv: list[str], quitting: threading.Event) -> str | None:
     """Run one engine command to its end (in its own session: a Ctrl-C in the app is not its
-    stop) and return its stdout; its one-line error, or why it could not start, as ValueError."""
+    stop) and return its stdout; its one-line error, or why it could not start, as ValueError.
+    None once `quitting` is set: the app stops waiting and the command goes on alone (a base
+    score measured for minutes is still recorded), so quitting never waits for it."""
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, start_new_session=True)
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=True)
     except OSError as exc:
         raise ValueError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise ValueError(lines[-1] if lines else f"{argv[0]} exited with {done.returncode}")
-    return done.stdout
+    while True:
+        try:
+            out, err = child.communicate(timeout=POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            if quitting.is_set():
+                return None
+    if child.returncode != 0:
+        lines = [line for line in err.splitlines() if line.strip()]
+        raise ValueError(lines[-1] if lines else f"{argv[0]} exited with {child.returncode}")
+    return out
 
 
-def measure_base(argv: list[str]) -> tuple[float, str, str]:
-    """(score, metric, run id) of one `engine baseline --json`."""
-    text = ask_engine(argv)
+def measure_base(argv: list[str], quitting: threading.Event) -> tuple[float, str, str] | None:
+    """(score, metric, run id) of one `engine baseline --json`; None when the app quit first."""
+    text = ask_engine(argv, quitting)
+    if text is None:
+        return None
     try:
         outcome = json.loads(text.strip().splitlines()[-1])
         results = outcome["results"]

@@ -8,6 +8,8 @@ that for every run), and the refit starts the next pilot and asks for a fresh pr
 
 from __future__ import annotations
 
+import threading
+
 from rich.console import Group
 from rich.text import Text
 from textual import on, work
@@ -41,6 +43,17 @@ class PilotPanel(Static):
         self.queue: list[PilotStep] = []
         self.running: str | None = None  # run id of the pilot now running
         self.launched: list[str] = []
+        self.quitting = threading.Event()  # set as the app quits: workers stop waiting on the engine
+
+    def on_unmount(self) -> None:
+        """The app quits: its workers stop waiting on the engine, and it says what goes on without it."""
+        self.quitting.set()
+        if self.measuring is not None:
+            self.host.left_going.append(f"the base score of {self.measuring.model} on {self.measuring.task} is still "
+                                        "being measured: it is recorded when done (`engine runs list`)")
+        if self.queue:
+            self.host.left_going.append(f"{len(self.queue)} proposed pilot run{'s' * (len(self.queue) != 1)} not "
+                                        "started (ctrl+l runs the pilots proposed then)")
 
     def on_mount(self) -> None:
         self._redraw()
@@ -98,11 +111,12 @@ class PilotPanel(Static):
     @work(thread=True, group="baseline")
     def _measure(self, argv: list[str], inputs: PlanInputs) -> None:
         try:
-            score, metric, run_id = measure_base(argv)
+            measured = measure_base(argv, self.quitting)
         except ValueError as exc:
             self.post_message(BaseScoreFailed(inputs, str(exc)))
             return
-        self.post_message(BaseScoreMeasured(inputs, score, metric, run_id))
+        if measured is not None:
+            self.post_message(BaseScoreMeasured(inputs, *measured))
 
     @on(BaseScoreMeasured)
     def _measured(self, message: BaseScoreMeasured) -> None:
@@ -130,11 +144,13 @@ class PilotPanel(Static):
     @work(thread=True, exclusive=True, group="pilots")
     def _propose(self, argv: list[str], inputs: PlanInputs) -> None:
         try:
-            proposal = PilotProposal.from_json(ask_engine(argv))
+            answer = ask_engine(argv, self.quitting)
+            proposal = None if answer is None else PilotProposal.from_json(answer)
         except ValueError as exc:
             self.post_message(PilotsFailed(inputs, str(exc)))
             return
-        self.post_message(PilotsProposed(inputs, proposal))
+        if proposal is not None:
+            self.post_message(PilotsProposed(inputs, proposal))
 
     @on(PilotsProposed)
     def _proposed(self, message: PilotsProposed) -> None:
