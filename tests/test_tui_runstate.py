@@ -59,3 +59,44 @@ def test_unknown_types_and_missing_numbers_are_ignored_not_fatal():
         {"type": "log", "run_id": "r", "time": 2.0, "stage": "sft", "step": 3, "loss": None},
     ])
     assert state.n_events == 2 and state.stages["sft"].step == 3 and state.stages["sft"].loss == []
+
+
+def test_eta_is_the_whole_runs_from_the_launch_forecast_and_the_pace():
+    """The launch's forecast (run_started) gives the stages not yet under way; a training stage
+    under way is timed by its own pace, counted down between its events."""
+    forecast = {"stages": {"base_eval": {"seconds": 30.0}, "sft": {"seconds": 200.0}, "sft_eval": {"seconds": 40.0},
+                           "dpo": {"seconds": 100.0}, "dpo_eval": {"seconds": 40.0}}}
+    state = RunState().apply_all([{"type": "run_started", "run_id": "r", "time": 0.0, "config": CONFIG, "pid": 1,
+                                   "forecast": forecast}])
+    assert state.eta(now=0.0) == pytest.approx(410.0)
+    assert state.eta(now=10.0) == pytest.approx(400.0)  # 20 s of the base evaluation's 30 left
+    assert state.eta(now=50.0) == pytest.approx(380.0)  # it runs long: no time left in it, the rest as forecast
+    state.apply_all([
+        {"type": "eval", "run_id": "r", "time": 50.0, "stage": "base", "metric": "exact_match", "value": 0.1, "n": 8},
+        {"type": "stage_started", "run_id": "r", "time": 50.0, "stage": "sft", "total_steps": 40, "n_examples": 40},
+    ])
+    assert state.eta(now=55.0) == pytest.approx(375.0)  # before its first step: SFT as forecast
+    state.apply({"type": "log", "run_id": "r", "time": 70.0, "stage": "sft", "step": 10, "loss": 1.0})
+    assert state.eta(now=70.0) == pytest.approx(60.0 + 180.0)  # 2 s a step, 30 steps to go, then the forecast
+    assert state.eta(now=75.0) == pytest.approx(55.0 + 180.0)  # counted down between events
+    state.apply_all([
+        {"type": "log", "run_id": "r", "time": 130.0, "stage": "sft", "step": 40, "loss": 0.5},
+        {"type": "stage_finished", "run_id": "r", "time": 131.0, "stage": "sft", "step": 40, "adapter": "a"},
+    ])
+    assert state.eta(now=141.0) == pytest.approx(30.0 + 140.0)  # the SFT evaluation, 10 s in
+
+
+def test_a_resumed_runs_eta_leaves_out_the_stages_before_the_one_it_continues():
+    forecast = {"stages": {"base_eval": {"seconds": 30.0}, "sft": {"seconds": 200.0}, "sft_eval": {"seconds": 40.0},
+                           "dpo": {"seconds": 100.0}, "dpo_eval": {"seconds": 40.0}}}
+    state = RunState().apply_all([
+        {"type": "run_started", "run_id": "r", "time": 0.0, "config": CONFIG, "pid": 1, "forecast": forecast},
+        {"type": "resumed", "run_id": "r", "time": 500.0, "stage": "dpo", "step": 4},
+    ])
+    assert state.eta(now=500.0) == pytest.approx(140.0)
+    state.apply_all([  # its pace counts from the step it continued at, not from the first launch
+        {"type": "stage_started", "run_id": "r", "time": 510.0, "stage": "dpo", "total_steps": 20, "n_examples": 40,
+         "step": 4},
+        {"type": "log", "run_id": "r", "time": 530.0, "stage": "dpo", "step": 8, "loss": 0.6},
+    ])
+    assert state.eta(now=530.0) == pytest.approx(5.0 * 12 + 40.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 REWARD_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+PHASES = ("base_eval", "sft", "sft_eval", "dpo", "dpo_eval")  # a run's stages in order, as forecast
 
 
 def _whole(value, fallback: int) -> int:
@@ -22,6 +23,7 @@ class StageProgress:
     n_examples: int = 0
     step: int = 0
     started_at: float | None = None
+    first_step: int = 0  # the step it (re)started from: a resumed stage's pace counts from there
     loss: list[tuple[int, float]] = field(default_factory=list)
     rewards: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
@@ -45,6 +47,9 @@ class RunState:
     last_time: float | None = None
     n_events: int = 0
     n_logs: int = 0
+    forecast: dict[str, float] = field(default_factory=dict)  # seconds per stage, forecast at launch
+    begun: dict[str, float] = field(default_factory=dict)  # when each stage began
+    done: set[str] = field(default_factory=set)  # stages that have ended
 
     def apply(self, event: dict) -> None:
         kind, now = event.get("type"), event.get("time")
@@ -73,20 +78,30 @@ class RunState:
         self.params_b = event.get("params_b")
         self.world_size = _whole(self.config.get("nproc"), self.world_size)
         self.status = "running"
+        stages = (event.get("forecast") or {}).get("stages")
+        if isinstance(stages, dict):
+            self.forecast = {stage: float(figure["seconds"]) for stage, figure in stages.items()
+                             if stage in PHASES and isinstance(figure, dict)
+                             and isinstance(figure.get("seconds"), (int, float))}
+        self.begun.setdefault("base_eval", event.get("time"))
 
     def _on_stage_started(self, event: dict) -> None:
         progress = self._progress(event)
         progress.total_steps = int(event.get("total_steps") or 0)
         progress.n_examples = int(event.get("n_examples") or 0)
         progress.started_at = event.get("time")
+        progress.first_step = progress.step = max(progress.step, int(event.get("step") or 0))
         self.world_size = _whole(event.get("world_size"), self.world_size)
         self.stage = event.get("stage")
         self.status = "running"
+        self.begun[str(self.stage)] = progress.started_at
 
     def _on_resumed(self, event: dict) -> None:
         self._progress(event).step = int(event.get("step") or 0)
         self.stage = event.get("stage")
         self.status = "running"
+        if self.stage in PHASES:  # what came before the stage it continues has ended
+            self.done.update(PHASES[:PHASES.index(self.stage)])
 
     def _on_log(self, event: dict) -> None:
         progress = self._progress(event)
@@ -103,10 +118,13 @@ class RunState:
 
     def _on_eval(self, event: dict) -> None:
         self.evals[str(event.get("stage"))] = (str(event.get("metric")), float(event["value"]), int(event.get("n") or 0))
+        self.done.add(f"{event.get('stage')}_eval")
 
     def _on_stage_finished(self, event: dict) -> None:
         progress = self._progress(event)
         progress.step = max(progress.step, int(event.get("step") or 0))
+        self.done.add(str(event.get("stage")))
+        self.begun[f"{event.get('stage')}_eval"] = event.get("time")
 
     def _on_warning(self, event: dict) -> None:
         self.messages.append(("warning", str(event.get("message", ""))))
@@ -136,14 +154,31 @@ class RunState:
         return max(0.0, end - self.started_at)
 
     def eta(self, now: float) -> float | None:
-        """Seconds left in the current stage, from its pace so far; None until it has a pace."""
-        progress = self.stages.get(self.stage or "")
-        if self.finished or progress is None or not progress.total_steps or progress.started_at is None:
+        """Seconds left in the run: the current training stage's from its pace so far, an
+        evaluation's (or a stage's before its first step) from the launch's forecast less the
+        time it has run, and the forecast of every stage after it. Without a forecast, the
+        current training stage's alone; None until something says."""
+        if self.finished:
             return None
-        if progress.step <= 0:
+        todo = [stage for stage in PHASES if stage in self.forecast and stage not in self.done]
+        current = todo[0] if todo else self.stage
+        left = self._pace_left(current, now)
+        if left is None and current in self.forecast:
+            begun = self.begun.get(current)
+            left = max(0.0, self.forecast[current] - (now - begun if begun is not None else 0.0))
+        if left is None:
             return None
-        rate = (now - progress.started_at) / progress.step
-        return max(0.0, rate * (progress.total_steps - progress.step))
+        return left + sum(self.forecast[stage] for stage in todo[1:])
+
+    def _pace_left(self, stage: str | None, now: float) -> float | None:
+        """Seconds left in a training stage under way: its steps to go at its pace so far, counted
+        down from its last event."""
+        progress = self.stages.get(stage or "")
+        if stage != self.stage or progress is None or not progress.total_steps or progress.started_at is None \
+                or progress.step <= progress.first_step or self.last_time is None:
+            return None
+        rate = (self.last_time - progress.started_at) / (progress.step - progress.first_step)
+        return max(0.0, rate * (progress.total_steps - progress.step) - max(0.0, now - self.last_time))
 
     @property
     def final_stage(self) -> str:
