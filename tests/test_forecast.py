@@ -148,7 +148,6 @@ def test_a_calibration_timed_on_a_busy_machine_is_flagged_kept_out_of_history_an
     assert "sft" in slowed and "sft ran while other work took" in warned  # its one thread had no core of its own
     again = json_out(engine(tmp_path, "forecast", *plan, "--json", "--recalibrate"))
     assert [cache] == list((tmp_path / "calibration").glob("*.json")) and json.loads(cache.read_text())["created"] > made
-    assert json_out(engine(tmp_path, "forecast", *plan, "--json", "--cached-only")) == again
     assert not any("history" in figure["source"] for figure in again["stages"].values())
     both = engine(tmp_path, "forecast", *plan, "--recalibrate", "--cached-only")
     assert both.returncode == 2 and both.stderr.count("\n") == 1 and "not allowed with" in both.stderr

@@ -10,8 +10,8 @@ from runner import engine, events, json_out, of_type
 def test_demo_model_runs_sft_then_dpo_in_4bit(tmp_path, demo_home):
     (tmp_path / "models").symlink_to(demo_home / "models")  # converted once per session
     out = json_out(engine(tmp_path, "run", "--task", "gsm8k_math", "--model", "demo", "--n-sft", "8", "--n-pft", "8",
-                          "--max-steps", "2", "--batch-size", "1", "--grad-accum", "2", "--max-length", "128",
-                          "--eval-size", "4", "--eval-max-new-tokens", "32", "--run-id", "demo", "--json"))
+                          "--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--max-length", "128",
+                          "--eval-size", "4", "--eval-max-new-tokens", "8", "--run-id", "demo", "--json"))
     assert out["status"] == "finished" and set(out["results"]["scores"]) == {"base", "sft", "dpo"}
     evs = events(tmp_path, "demo")
     # SmolLM2-135M: 30 layers × 7 projections, all quantised to 4 bits

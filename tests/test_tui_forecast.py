@@ -123,6 +123,28 @@ def test_once_a_run_finishes_the_same_split_is_forecast_again_with_its_history(h
     asyncio.run(main())
 
 
+def test_a_refit_while_f5_calibrates_does_not_cut_the_calibration_short(home, monkeypatch):
+    """A run or a pilot that ends while the user's calibration runs refits the advisor; the panel
+    asks again only once that calibration has answered."""
+    monkeypatch.setenv("FAKE_ENGINE_FORECAST", "slow")  # calibrating takes 2 s, a cached-only answer 30 s
+
+    async def main():
+        app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
+        async with app.run_test(size=SIZE) as pilot:
+            plan = app.plan_screen
+            await wait_until(pilot, lambda: plan.advice is not None, what="the recommendation")
+            panel = plan.query_one(ForecastPanel)
+            await pilot.press("f5")
+            await wait_until(pilot, lambda: panel._child is not None and "--cached-only" not in panel._child.args,
+                             what="the calibrating question")
+            calibrating = panel._child
+            app.fit_advisor()  # as a finished run refits it
+            await wait_until(pilot, lambda: panel.figures == FORECAST, what="the calibration's answer")
+            assert calibrating.returncode == 0 and panel._child is calibrating
+
+    asyncio.run(main())
+
+
 def test_an_invalid_field_withdraws_the_forecast_and_its_fix_brings_it_back(home):
     """A forecast of a plan no longer on screen is not shown beside "fix the fields"."""
     async def main():

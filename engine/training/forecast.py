@@ -38,16 +38,20 @@ def memory_size(text: str) -> int:
     return int(float(match.group(1)) * UNITS[match.group(2).lower()])
 
 
+def check_threads(config) -> None:
+    """More threads than this process has cores are refused (before torch is imported): they only
+    wait for one another — a tiny run's calibration took 95 s with 999 threads on two cores."""
+    if config.threads and config.threads > meter.cores():
+        raise UserError(f"--threads {config.threads} (or $OMP_NUM_THREADS) is more than the {meter.cores()} "
+                        f"cores this process may run on: give at most {meter.cores()}")
+
+
 def use_threads(config) -> int:
-    """Sets torch's CPU threads to the run's --threads (default: all the cores torch sees); more
-    threads than this process has cores are refused: they only wait for one another (a tiny run's
-    calibration took 95 s with 999 threads on two cores)."""
+    """Sets torch's CPU threads to the run's --threads (default: all the cores torch sees)."""
     import torch
 
+    check_threads(config)
     if config.threads:
-        if config.threads > meter.cores():
-            raise UserError(f"--threads {config.threads} (or $OMP_NUM_THREADS) is more than the {meter.cores()} "
-                            f"cores this process may run on: give at most {meter.cores()}")
         torch.set_num_threads(config.threads)
     return torch.get_num_threads()
 

@@ -151,10 +151,10 @@ def _launch(prepare, *args, events_stdout: bool, human: bool) -> Outcome:
 
 def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
     """The run's plan (the advisor's split for the budget form, and its advice), creating nothing."""
-    from engine.training.forecast import use_threads
+    from engine.training.forecast import check_threads, use_threads
     from engine.training.models import four_bit_problem, resolve_model
 
-    config = dataclasses.replace(config, threads=use_threads(config))  # recorded with the run; refused first
+    check_threads(config)
     task = _task(config)
     advice = None
     # a bad size fails here, before `tiny` or `demo` is built into the model cache
@@ -166,6 +166,7 @@ def build_plan(config: RunConfig) -> tuple[Plan, dict | None]:
         config, advice = _advise(config, spec.params_b)
         splits, warnings = _data(config, task)
         data = splits, (*advice["warnings"], *warnings)
+    config = dataclasses.replace(config, threads=use_threads(config))  # recorded with the run
     return Plan(config, spec, task, *data), advice
 
 

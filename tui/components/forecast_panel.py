@@ -107,8 +107,10 @@ class ForecastPanel(Static):
 
     def forget(self) -> None:
         """The store changed (a run finished, a base score was measured): the forecast shown may
-        lack a finished run's `× history`, so the next request asks the engine again."""
-        self.request = None
+        lack a finished run's `× history`, so the next request asks the engine again — unless a
+        question is still on its way (a calibration the user asked for is not cut short)."""
+        if self.figures is not None or self.problem:
+            self.request = None
 
     def withdraw(self, reason: str) -> None:
         """No plan to forecast (a field is invalid, the advisor cannot answer): say `reason`
