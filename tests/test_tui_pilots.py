@@ -23,6 +23,13 @@ async def advised(pilot):
     await pilot.pause()
 
 
+async def base_score_asked(pilot) -> PilotPanel:
+    """ctrl+b once the advice is in: the panel measuring the base score."""
+    await advised(pilot)
+    await pilot.press("ctrl+b")
+    return pilot.app.plan_screen.query_one(PilotPanel)
+
+
 def test_measuring_the_base_score_fills_the_field_and_records_the_point(home):
     async def main():
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
@@ -50,9 +57,7 @@ def test_a_failed_measurement_says_why_and_leaves_the_field(home, monkeypatch):
     async def main():
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
         async with app.run_test(size=SIZE) as pilot:
-            await advised(pilot)
-            await pilot.press("ctrl+b")
-            panel = app.plan_screen.query_one(PilotPanel)
+            panel = await base_score_asked(pilot)
             await wait_until(pilot, lambda: panel.base_problem != "", what="the failure")
             await wait_shown(pilot, app, "could not be measured: engine: error: unknown task 'gsm8k_math'")
             assert app.plan_screen.query_one("#in-base_score").value == ""
@@ -69,9 +74,7 @@ def test_quitting_while_the_base_score_is_measured_does_not_wait_and_says_it_goe
     async def main():
         app = BudgetApp(PLAN, engine_cmd=ENGINE_CMD)
         async with app.run_test(size=SIZE) as pilot:
-            await advised(pilot)
-            await pilot.press("ctrl+b")
-            panel = app.plan_screen.query_one(PilotPanel)
+            panel = await base_score_asked(pilot)
             await wait_until(pilot, lambda: panel.measuring is not None, what="the measurement")
             await wait_until(pilot, lambda: RunStore().list_runs(), what="the measurement's run")
             quit_at.append(time.monotonic())
