@@ -21,12 +21,13 @@ run: setup
 
 # `make run` trains on all the machine's cores; the tests pin one thread so their timings and
 # results do not depend on the machine's size, and run in two worker processes, each on a core
-# of its own (tests/conftest.py)
+# of its own (tests/conftest.py); a worker that runs out of tests takes pending ones from the
+# other (worksteal), so a few minute-long tests do not leave one core idle at the end
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test-fast: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 # Every figure in BENCHMARKS.md, re-measured (into bench/results/, the TUI table on stdout; slow: the engine and TUI ones
 # time real runs and app starts; run it on a quiet machine).
