@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.record.compute import FORECAST_STAGES
+
 REWARD_KEYS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
-PHASES = ("base_eval", "sft", "sft_eval", "dpo", "dpo_eval")  # a run's stages in order, as forecast
 
 
 def _whole(value, fallback: int) -> int:
@@ -81,7 +82,7 @@ class RunState:
         stages = (event.get("forecast") or {}).get("stages")
         if isinstance(stages, dict):
             self.forecast = {stage: float(figure["seconds"]) for stage, figure in stages.items()
-                             if stage in PHASES and isinstance(figure, dict)
+                             if stage in FORECAST_STAGES and isinstance(figure, dict)
                              and isinstance(figure.get("seconds"), (int, float))}
         self.begun.setdefault("base_eval", event.get("time"))
 
@@ -100,8 +101,8 @@ class RunState:
         self._progress(event).step = int(event.get("step") or 0)
         self.stage = event.get("stage")
         self.status = "running"
-        if self.stage in PHASES:  # what came before the stage it continues has ended
-            self.done.update(PHASES[:PHASES.index(self.stage)])
+        if self.stage in FORECAST_STAGES:  # what came before the stage it continues has ended
+            self.done.update(FORECAST_STAGES[:FORECAST_STAGES.index(self.stage)])
 
     def _on_log(self, event: dict) -> None:
         progress = self._progress(event)
@@ -160,7 +161,7 @@ class RunState:
         current training stage's alone; None until something says."""
         if self.finished:
             return None
-        todo = [stage for stage in PHASES if stage in self.forecast and stage not in self.done]
+        todo = [stage for stage in FORECAST_STAGES if stage in self.forecast and stage not in self.done]
         current = todo[0] if todo else self.stage
         left = self._pace_left(current, now)
         if left is None and current in self.forecast:
